@@ -19,12 +19,13 @@ class ScanGrid(eqx.Module):
 
     Attributes:
         origin: (2,) position (x, y) of pixel [0, 0], Å.
-        step: distance between neighbouring probe positions along x and y, Å.
+        step: distance between neighbouring probe positions along x and y, Å (static: it
+            sets array sizes downstream).
         shape: (rows, columns), static.
     """
 
     origin: Float[Array, "2"]
-    step: Float[Array, ""]
+    step: float = eqx.field(static=True)
     shape: tuple[int, int] = eqx.field(static=True)
 
     def __init__(self, shape: tuple[int, int], step: float, origin=(0.0, 0.0)):
@@ -32,9 +33,8 @@ class ScanGrid(eqx.Module):
         self.shape = (check_int_at_least("shape[0]", rows, 1), check_int_at_least("shape[1]", cols, 1))
         check_positive("step", step, "Å")
         check_finite("origin", origin)
-        dtype = jnp.result_type(float)
-        self.step = jnp.asarray(step, dtype)
-        self.origin = jnp.asarray(origin, dtype)
+        self.step = float(step)
+        self.origin = jnp.asarray(origin, jnp.result_type(float))
 
     @property
     def extent(self) -> Float[Array, "2"]:
@@ -68,7 +68,8 @@ class ScanGrid(eqx.Module):
         return ScanPath(
             line_x0=jnp.full(self.shape[0], self.origin[0]),
             line_y=self.origin[1] + rows * self.step,
-            x_step=self.step,
+            x_step=jnp.asarray(self.step, self.origin.dtype),
+            nominal_step=self.step,
             columns=self.shape[1],
         )
 
@@ -81,12 +82,14 @@ class ScanPath(eqx.Module):
         line_x0: (h,) x of the first pixel of each line, Å.
         line_y: (h,) y of each line, Å.
         x_step: distance between pixels along a line, Å.
+        nominal_step: the commanded step of the raster, Å (static).
         columns: pixels per line, static.
     """
 
     line_x0: Float[Array, " h"]
     line_y: Float[Array, " h"]
     x_step: Float[Array, ""]
+    nominal_step: float = eqx.field(static=True)
     columns: int = eqx.field(static=True)
 
     @property
@@ -141,11 +144,12 @@ def distorted_path(
     line_time_s = cols * dwell_s + distortion.flyback_time * 1e-6
     line_start_s = jnp.arange(rows) * line_time_s
     vx, vy = distortion.drift_velocity[0], distortion.drift_velocity[1]
-    jitter = distortion.line_jitter * jax.random.normal(key, (rows,), grid.step.dtype)
+    jitter = distortion.line_jitter * jax.random.normal(key, (rows,), grid.origin.dtype)
     return ScanPath(
         line_x0=grid.origin[0] + vx * line_start_s + jitter,
         line_y=grid.origin[1] + jnp.arange(rows) * grid.step
         + vy * (line_start_s + 0.5 * (cols - 1) * dwell_s),
         x_step=grid.step + vx * dwell_s,
+        nominal_step=grid.step,
         columns=cols,
     )
