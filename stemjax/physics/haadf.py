@@ -113,64 +113,7 @@ class IncoherentImaging(eqx.Module):
         path = scan.path() if isinstance(scan, ScanGrid) else scan
         check_finite("scan.line_x0", path.line_x0)
         check_finite("scan.line_y", path.line_y)
-        rows, cols = path.shape
-        step = path.nominal_step
-        probe = self.probe
-        lam = probe.wavelength
-        size_y = rows * step + 2 * self.margin
-        size_x = cols * step + 2 * self.margin
-        # the intensity band 2α/λ, widened by half the aperture's soft edge
-        edge_mrad = max(probe.aperture_edge_mrad, 1e3 * lam / max(size_x, size_y))
-        band = 2e-3 * (probe.semiangle_mrad + 0.5 * edge_mrad) / lam  # Å⁻¹
-        m_y, m_x = math.ceil(band * size_y), math.ceil(band * size_x)
-        ky = np.arange(-m_y, m_y + 1) / size_y
-        kx = np.arange(-m_x, m_x + 1) / size_x
-
-        # probe intensity spectrum at those frequencies, from an FFT grid that resolves them
-        n_y, n_x = _fft_size(2 * m_y + 2), _fft_size(2 * m_x + 2)
-        spectrum = probe.intensity_spectrum((n_y, n_x), (size_y / n_y, size_x / n_x))
-        spectrum = spectrum[np.ix_(np.arange(-m_y, m_y + 1) % n_y, np.arange(-m_x, m_x + 1) % n_x)]
-
-        # window origin: the scanned area's centre minus half the window
-        centre_x = jnp.mean(path.line_x0) + 0.5 * (cols - 1) * path.x_step
-        centre_y = jnp.mean(path.line_y)
-        origin_x, origin_y = centre_x - 0.5 * size_x, centre_y - 0.5 * size_y
-        x = specimen.positions[:, 0] - origin_x
-        y = specimen.positions[:, 1] - origin_y
-        inside = (x >= 0) & (x < size_x) & (y >= 0) & (y < size_y)
-        sigma = specimen.counts * specimen.occupancies * annular_cross_section(
-            specimen.atomic_numbers, probe.semiangle_mrad, jnp.inf, probe.energy_kev,
-            self.exponent,
-        )  # fmt: skip
-        weight = jnp.where(specimen.present & inside, sigma, 0.0)
-
-        # structure factor S(ky, kx) = Σ w e^{2πi k·r} e^{−B k²/4}, separable in kx and ky
-        b = specimen.debye_waller[:, None] / 4.0
-        ex = jnp.exp(2j * jnp.pi * kx * x[:, None] - b * kx**2)  # (n, kx)
-        ey = jnp.exp(2j * jnp.pi * ky * y[:, None] - b * ky**2)  # (n, ky)
-        structure = (ey * weight[:, None]).T @ ex  # (ky, kx)
-        coefficients = structure * spectrum / (size_x * size_y)
-
-        # synthesis at the probe positions: line i at y_i, pixel j at x0_i + j·step_x
-        line_y = path.line_y - origin_y
-        line_x0 = path.line_x0 - origin_x
-        per_line = jnp.exp(-2j * jnp.pi * line_y[:, None] * ky) @ coefficients  # (h, kx)
-        per_line = per_line * jnp.exp(-2j * jnp.pi * line_x0[:, None] * kx)
-        along = jnp.exp(-2j * jnp.pi * kx[:, None] * (jnp.arange(cols) * path.x_step))
-        tau = jnp.maximum((per_line @ along).real, 0.0)
-
-        # drift and jitter must leave the scanned positions well inside the window
-        rows_i = jnp.arange(rows) - 0.5 * (rows - 1)
-        offset_y = jnp.abs(line_y - (0.5 * size_y + rows_i * step))
-        offset_x = jnp.abs(line_x0 - 0.5 * (size_x - (cols - 1) * step)) + (cols - 1) * jnp.abs(
-            path.x_step - step
-        )
-        return eqx.error_if(
-            tau,
-            jnp.maximum(jnp.max(offset_y), jnp.max(offset_x)) > 0.5 * self.margin,
-            "scan positions drift or jitter by more than margin/2 outside the commanded "
-            "raster; increase IncoherentImaging.margin",
-        )
+        return _scattering_depth(self, specimen, path)
 
     def detector_fraction(
         self, detector: AnnularDetector, tau: Float[ArrayLike, "..."]
@@ -190,6 +133,71 @@ class IncoherentImaging(eqx.Module):
     def render(self, specimen: Specimen, scan: ScanGrid | ScanPath) -> Float[Array, "h w"]:
         """(h, w) fraction of incident electrons reaching ``self.detector`` at each position."""
         return self.detector_fraction(self.detector, self.scattering_depth(specimen, scan))
+
+
+@eqx.filter_jit
+def _scattering_depth(model: IncoherentImaging, specimen: Specimen, path: ScanPath) -> Array:
+    """Compiled body of ``IncoherentImaging.scattering_depth`` (inputs already validated)."""
+    rows, cols = path.shape
+    step = path.nominal_step
+    probe = model.probe
+    lam = probe.wavelength
+    size_y = rows * step + 2 * model.margin
+    size_x = cols * step + 2 * model.margin
+    # the intensity band 2α/λ, widened by half the aperture's soft edge
+    edge_mrad = max(probe.aperture_edge_mrad, 1e3 * lam / max(size_x, size_y))
+    band = 2e-3 * (probe.semiangle_mrad + 0.5 * edge_mrad) / lam  # Å⁻¹
+    m_y, m_x = math.ceil(band * size_y), math.ceil(band * size_x)
+    ky = np.arange(-m_y, m_y + 1) / size_y
+    kx = np.arange(-m_x, m_x + 1) / size_x
+
+    # probe intensity spectrum at those frequencies, from an FFT grid that resolves them
+    n_y, n_x = _fft_size(2 * m_y + 2), _fft_size(2 * m_x + 2)
+    spectrum = probe.intensity_spectrum((n_y, n_x), (size_y / n_y, size_x / n_x))
+    rows_k = (np.arange(-m_y, m_y + 1) % n_y).astype(np.int32)
+    cols_k = (np.arange(-m_x, m_x + 1) % n_x).astype(np.int32)
+    spectrum = spectrum[rows_k[:, None], cols_k[None, :]]
+
+    # window origin: the scanned area's centre minus half the window
+    centre_x = jnp.mean(path.line_x0) + 0.5 * (cols - 1) * path.x_step
+    centre_y = jnp.mean(path.line_y)
+    origin_x, origin_y = centre_x - 0.5 * size_x, centre_y - 0.5 * size_y
+    x = specimen.positions[:, 0] - origin_x
+    y = specimen.positions[:, 1] - origin_y
+    inside = (x >= 0) & (x < size_x) & (y >= 0) & (y < size_y)
+    sigma = specimen.counts * specimen.occupancies * annular_cross_section(
+        specimen.atomic_numbers, probe.semiangle_mrad, jnp.inf, probe.energy_kev,
+        model.exponent,
+    )  # fmt: skip
+    weight = jnp.where(specimen.present & inside, sigma, 0.0)
+
+    # structure factor S(ky, kx) = Σ w e^{2πi k·r} e^{−B k²/4}, separable in kx and ky
+    b = specimen.debye_waller[:, None] / 4.0
+    ex = jnp.exp(2j * jnp.pi * kx * x[:, None] - b * kx**2)  # (n, kx)
+    ey = jnp.exp(2j * jnp.pi * ky * y[:, None] - b * ky**2)  # (n, ky)
+    structure = (ey * weight[:, None]).T @ ex  # (ky, kx)
+    coefficients = structure * spectrum / (size_x * size_y)
+
+    # synthesis at the probe positions: line i at y_i, pixel j at x0_i + j·step_x
+    line_y = path.line_y - origin_y
+    line_x0 = path.line_x0 - origin_x
+    per_line = jnp.exp(-2j * jnp.pi * line_y[:, None] * ky) @ coefficients  # (h, kx)
+    per_line = per_line * jnp.exp(-2j * jnp.pi * line_x0[:, None] * kx)
+    along = jnp.exp(-2j * jnp.pi * kx[:, None] * (jnp.arange(cols) * path.x_step))
+    tau = jnp.maximum((per_line @ along).real, 0.0)
+
+    # drift and jitter must leave the scanned positions well inside the window
+    rows_i = jnp.arange(rows) - 0.5 * (rows - 1)
+    offset_y = jnp.abs(line_y - (0.5 * size_y + rows_i * step))
+    offset_x = jnp.abs(line_x0 - 0.5 * (size_x - (cols - 1) * step)) + (cols - 1) * jnp.abs(
+        path.x_step - step
+    )
+    return eqx.error_if(
+        tau,
+        jnp.maximum(jnp.max(offset_y), jnp.max(offset_x)) > 0.5 * model.margin,
+        "scan positions drift or jitter by more than margin/2 outside the commanded "
+        "raster; increase IncoherentImaging.margin",
+    )
 
 
 def _fft_size(minimum: int) -> int:

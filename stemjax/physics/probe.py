@@ -37,8 +37,8 @@ ABERRATION_SYMBOLS: tuple[str, ...] = tuple(
 
 _ALIASES = {"Cs": ("C30", 1.0), "C5": ("C50", 1.0), "defocus": ("C10", -1.0)}
 _INDEX = {symbol: i for i, symbol in enumerate(ABERRATION_SYMBOLS)}
-_MAGNITUDE_INDEX = np.array([_INDEX[f"C{n}{m}"] for n, m in _ORDERS])
-_ANGLE_INDEX = np.array([_INDEX.get(f"phi{n}{m}", 0) for n, m in _ORDERS])
+_MAGNITUDE_INDEX = np.array([_INDEX[f"C{n}{m}"] for n, m in _ORDERS], dtype=np.int32)
+_ANGLE_INDEX = np.array([_INDEX.get(f"phi{n}{m}", 0) for n, m in _ORDERS], dtype=np.int32)
 _N = np.array([n for n, _ in _ORDERS], dtype=float)
 _M = np.array([m for _, m in _ORDERS], dtype=float)
 
@@ -163,13 +163,14 @@ class Probe(eqx.Module):
         alpha = lam * jnp.sqrt(kx**2 + ky**2)
         azimuth = jnp.arctan2(ky, kx)
         c = self.coefficients
-        magnitude = c[_MAGNITUDE_INDEX] - jnp.where(_N * 10 + _M == 10, defocus_offset, 0.0)
-        angle = jnp.where(_M == 0, 0.0, c[_ANGLE_INDEX])
+        n, m = jnp.asarray(_N, c.dtype), jnp.asarray(_M, c.dtype)
+        magnitude = c[_MAGNITUDE_INDEX] - jnp.where(n * 10 + m == 10, defocus_offset, 0.0)
+        angle = jnp.where(m == 0, 0.0, c[_ANGLE_INDEX])
         terms = (
             magnitude
-            * alpha[..., None] ** (_N + 1)
-            / (_N + 1)
-            * jnp.cos(_M * (azimuth[..., None] - angle))
+            * alpha[..., None] ** (n + 1)
+            / (n + 1)
+            * jnp.cos(m * (azimuth[..., None] - angle))
         )
         return 2 * jnp.pi / lam * jnp.sum(terms, axis=-1)
 
@@ -243,8 +244,12 @@ class Probe(eqx.Module):
                 intensity (see :func:`nyquist_probe_step`).
         """
         check_positive("sampling", sampling, "Å")
-        spectrum = self.intensity_spectrum(shape, sampling)
-        return jnp.fft.fftshift(jnp.fft.ifft2(spectrum).real)
+        return _centred_intensity(self, tuple(shape), _pair(sampling))
+
+
+@eqx.filter_jit
+def _centred_intensity(probe: Probe, shape: tuple[int, int], sampling) -> Array:
+    return jnp.fft.fftshift(jnp.fft.ifft2(probe.intensity_spectrum(shape, sampling)).real)
 
 
 def scherzer_defocus(cs: ArrayLike, energy_kev: ArrayLike) -> Array:
