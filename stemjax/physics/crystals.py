@@ -12,20 +12,22 @@ Column geometries of SiGe [110] and GaN [11-20] are derived at first use by
 :func:`project_columns`, which wraps the 3D crystal into the projected cell and groups atoms
 by their (x, y); nothing about these projections is typed in by hand.
 
-Lattice parameters are standard room-temperature values, Å:
-  SrTiO3 cubic a = 3.905; BaTiO3 tetragonal a = 3.992, c = 4.036 (Ti off-centring along c
-    is ignored: it does not move the projected columns);
+Lattice parameters are standard room-temperature literature values, Å:
+  SrTiO3 cubic a = 3.905; BaTiO3 tetragonal a = 3.992, c = 4.036 (handbook values, e.g. the
+    ICSD; the Ti off-centring along c is ignored: it does not move the projected columns);
   Si 5.431, Ge 5.658 (diamond; alloys by Vegard's law, which overestimates the true
     Si(1-x)Ge(x) lattice parameter by at most ~0.01 Å, Dismukes et al., J. Phys. Chem. 68,
     3021 (1964));
   GaN wurtzite a = 3.189, c = 5.185 (Leszczynski et al., Appl. Phys. Lett. 69, 73 (1996)),
     u = 0.377 (Schulz & Thiemann, Solid State Commun. 23, 815 (1977));
-  2H MoS2 3.160, WS2 3.153, MoSe2 3.288, WSe2 3.282 (bulk X-ray values; monolayers differ
-    by < 0.01 Å);
+  2H MoS2 3.160 (Schönfeld, Huang & Moss, Acta Cryst. B39, 404 (1983)), WS2 3.153 and
+    WSe2 3.282 (Schutte, de Boer & Jellinek, J. Solid State Chem. 70, 207 (1987)), MoSe2
+    3.288 (bulk X-ray values; monolayers differ by < 0.01 Å);
   fcc Au 4.078, Pt 3.924, Pd 3.891, Ag 4.086 (e.g. Wyckoff, Crystal Structures, vol. 1).
 
-Debye–Waller factors: Si 0.46 Å² and Ge 0.57 Å² at 293 K (Peng, Ren, Dudarev & Whelan, Acta
-Cryst. A52, 456 (1996); Si agrees with U = 0.0058 Å², B = 8π²U, from 300 K powder data).
+Debye–Waller factors: Si 0.46 Å² and Ge ≈ 0.57 Å² at 293 K (Peng, Ren, Dudarev & Whelan,
+Acta Cryst. A52, 456 (1996); for Si, 300 K powder refinements give U ≈ 0.0058–0.0060 Å²,
+B = 8π²U ≈ 0.46–0.47 Å²).
 Everything else gets the documented generic :data:`GENERIC_DEBYE_WALLER` = 0.5 Å², a typical
 room-temperature value for inorganic solids, because per-site values we are sure of are lacking.
 """
@@ -36,6 +38,7 @@ import functools
 import math
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,7 +51,7 @@ from stemjax._validation import (
     check_positive,
     is_concrete,
 )
-from stemjax.physics.defects import add_paired_vacancies, add_point_defects
+from stemjax.physics.defects import paired_vacancies_from_uniform, point_defects_from_uniform
 from stemjax.physics.elements import ATOMIC_MASSES_U, atomic_number
 from stemjax.physics.specimen import (
     DEFAULT_DISPLACEMENT_THRESHOLD_EV,
@@ -101,8 +104,9 @@ Chalcogen heights are approximate: bulk X-ray structures give about 1.58 Å (S, 
 ±0.03 Å, far below the depth resolution of a STEM image. WS2 uses the S value of MoS2."""
 
 TMD_VACUUM_MARGIN = 1.5
-"""Space above the top and below the bottom chalcogen plane in the monolayer cell, Å. The cell
-z extent 2·height + 2·margin (6.12 Å for MoS2) is close to the bulk layer repeat c/2 (6.15 Å)."""
+"""Space above the top and below the bottom chalcogen plane in the monolayer cell, Å. The
+cell z extent 2·height + 2·margin (6.12 Å for MoS2) is close to the bulk layer repeat c/2
+(6.15 Å)."""
 
 MOS2_SULFUR_THRESHOLD_EV = 6.9
 """Knock-on displacement threshold of S in monolayer MoS2, eV (Komsa et al., Phys. Rev. Lett.
@@ -200,8 +204,8 @@ def project_columns(lattice, fractional, x_axis, y_axis, cell_xy, period) -> Pro
     wrapped = np.round(local / box, 8) % 1.0 * box
     index = np.broadcast_to(np.arange(len(basis)), wrapped.shape[:2]).ravel()
     wrapped = wrapped.reshape(-1, 3)
-    atoms, first = np.unique(np.round(wrapped, 4), axis=0, return_index=True)
-    index = index[first]
+    _, first = np.unique(np.round(wrapped, 4), axis=0, return_index=True)
+    atoms, index = wrapped[first], index[first]  # one copy of each distinct atom
 
     expected = len(basis) * np.prod(box) / abs(np.linalg.det(lattice))
     if abs(len(atoms) - expected) > 1e-3 * expected:
@@ -209,8 +213,10 @@ def project_columns(lattice, fractional, x_axis, y_axis, cell_xy, period) -> Pro
             f"cell_xy × period = {box} Å is not a periodic cell of this crystal along the beam "
             f"({len(atoms)} distinct atoms in the box, {expected:.3f} expected)"
         )
-    columns, which = np.unique(atoms[:, :2], axis=0, return_inverse=True)
-    which = which.ravel()
+    _, keep, which = np.unique(
+        np.round(atoms[:, :2], 4), axis=0, return_index=True, return_inverse=True
+    )
+    columns, which = atoms[keep, :2], which.ravel()
     z = np.array([atoms[which == c, 2].min() for c in range(len(columns))])
     n_atoms = np.bincount(which, minlength=len(columns))
     kinds = [np.unique(index[which == c]) for c in range(len(columns))]
@@ -242,6 +248,17 @@ def _wurtzite_11_20(a: float, c: float, u: float) -> ProjectedColumns:
     lattice = np.stack([a1, a2, [0, 0, c]])
     basis = [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]]
     return project_columns(lattice, basis, a1 - a2, (0, 0, 1), (math.sqrt(3) * a, c), a)
+
+
+def _specimen(positions, atomic_numbers, cell, **per_site) -> Specimen:
+    """``make_specimen`` with the builders' default Debye–Waller factor."""
+    per_site.setdefault("debye_waller", GENERIC_DEBYE_WALLER)
+    return make_specimen(positions, atomic_numbers, cell, **per_site)
+
+
+def _drop_empty(specimen: Specimen) -> Specimen:
+    """Columns whose counts were drawn as 0 are not part of the specimen."""
+    return eqx.tree_at(lambda s: s.present, specimen, specimen.present & (specimen.counts > 0))
 
 
 def _float():
@@ -278,7 +295,7 @@ def perovskite(material: str = "SrTiO3", cells=(8, 8), thickness: float = 100.0)
     motif_z = np.array([0, 0.5, 0, 0.5, 0.5]) * c
     xy = _tile(motif_xy, (a, a), (nx, ny))
     z = np.tile(motif_z, nx * ny)
-    return make_specimen(
+    return _specimen(
         np.column_stack([xy, z]),
         np.tile([za, zb, zo, zo, zo], nx * ny),
         (nx * a, ny * a, layers * c),
@@ -314,29 +331,35 @@ def sige(
     nx, ny = _check_cells(cells)
     check_positive("thickness", thickness, "Å")
     thickness = _static_float("thickness", thickness)
+    return _sige(key, jnp.asarray(germanium_fraction, _float()), (nx, ny), thickness)
+
+
+@functools.partial(jax.jit, static_argnames=("cells", "thickness"))
+def _sige(key, x, cells: tuple[int, int], thickness: float) -> Specimen:
+    nx, ny = cells
     geometry = _diamond_110()
     half = 1 / math.sqrt(2)
-
-    dtype = _float()
-    x = jnp.asarray(germanium_fraction, dtype)
     a = SI_LATTICE_PARAMETER + x * (GE_LATTICE_PARAMETER - SI_LATTICE_PARAMETER)
     period = a * half
     atoms = jnp.maximum(1.0, jnp.round(thickness / period))
+    most = max(1, round(thickness / (SI_LATTICE_PARAMETER * half)))  # static bound on atoms
 
     xy_unit = _tile(geometry.xy, (half, 1.0), (nx, ny))  # in units of a
     z_unit = np.tile(geometry.z, nx * ny)
     columns = xy_unit.shape[0]
-    germanium = jax.random.binomial(key, atoms, x, shape=(columns,), dtype=dtype)
+    # Binomial(atoms, x) per column as a sum of Bernoulli draws over the first ``atoms`` slots.
+    u = jax.random.uniform(key, (columns * most,), x.dtype).reshape(columns, most)  # 1-D draw
+    germanium = jnp.sum((u < x) & (jnp.arange(most) < atoms), axis=1).astype(x.dtype)
     counts = jnp.stack([atoms - germanium, germanium], axis=1).reshape(-1)
-    positions = a * jnp.asarray(np.repeat(np.column_stack([xy_unit, z_unit]), 2, axis=0), dtype)
-    return make_specimen(
+    positions = a * jnp.asarray(np.repeat(np.column_stack([xy_unit, z_unit]), 2, axis=0), x.dtype)
+    specimen = _specimen(
         positions,
         np.tile([atomic_number("Si"), atomic_number("Ge")], columns),
         jnp.stack([nx * a * half, ny * a, atoms * period]),
         counts=counts,
         debye_waller=np.tile([_DEBYE_WALLER["Si"], _DEBYE_WALLER["Ge"]], columns),
-        present=counts > 0,
     )
+    return _drop_empty(specimen)
 
 
 def gan(cells=(4, 4), thickness: float = 100.0) -> Specimen:
@@ -344,8 +367,10 @@ def gan(cells=(4, 4), thickness: float = 100.0) -> Specimen:
 
     Projected cell √3·a (x, along [1-100]) × c (y, along [0001]); beam period a. The column
     positions come from :func:`project_columns` applied to the 3D wurtzite lattice: eight
-    columns per cell (four Ga, four N, in Ga–N dumbbells along [0001] of projected length
-    u·c ≈ 1.95 Å), each with one atom per period. Sites are sorted by x then y within a cell.
+    columns per cell, four Ga and four N, each with one atom per period. Each Ga column has
+    its nearest N column (the projected "dumbbell") at √((a/(2√3))² + ((½ − u)c)²) ≈ 1.12
+    Å, tilted from [0001], and a second N column straight along [0001] at u·c ≈ 1.95 Å. Sites
+    are sorted by x then y within a cell.
 
     Args:
         cells: (nx, ny) projected cells along x and y (static ints ≥ 1).
@@ -363,7 +388,7 @@ def gan(cells=(4, 4), thickness: float = 100.0) -> Specimen:
     xy = _tile(geometry.xy, cell_xy, (nx, ny))
     z = np.tile(geometry.z, nx * ny)
     numbers = np.where(geometry.basis_index < 2, atomic_number("Ga"), atomic_number("N"))
-    return make_specimen(
+    return _specimen(
         np.column_stack([xy, z]),
         np.tile(numbers, nx * ny),
         (nx * cell_xy[0], ny * cell_xy[1], layers * GAN_A),
@@ -436,6 +461,32 @@ def mx2_monolayer(
     else:
         atomic_number(dopant, "dopant")
 
+    specimen = _mx2_pristine(material, nx, ny)
+    if dopant is None and all(
+        is_concrete(f) and float(f) == 0.0
+        for f in (single_vacancy_fraction, double_vacancy_fraction)
+    ):
+        return specimen  # nothing to draw
+    dtype = _float()
+    return _mx2_defects(
+        key, specimen, jnp.asarray(dopant_fraction, dtype),
+        jnp.asarray(single_vacancy_fraction, dtype), jnp.asarray(double_vacancy_fraction, dtype),
+        dopant,
+    )
+
+
+def _mx2_sites(n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) metal-site mask and (m, 2) (top, bottom) chalcogen site pairs, 6 sites per cell."""
+    is_metal = np.tile([True, True, False, False, False, False], n_cells)
+    first = 6 * np.arange(n_cells)
+    pairs = np.concatenate([np.stack([first + 2, first + 3], 1),
+                            np.stack([first + 4, first + 5], 1)])
+    return is_metal, pairs
+
+
+def _mx2_pristine(material: str, nx: int, ny: int):
+    """The defect-free monolayer (see :func:`mx2_monolayer`)."""
+    metal, chalcogen, a, height = TMD_MONOLAYERS[material]
     root3 = math.sqrt(3)
     m = TMD_VACUUM_MARGIN
     motif = np.array([
@@ -450,10 +501,10 @@ def mx2_monolayer(
     xy = _tile(motif[:, :2], (a, root3 * a), (nx, ny))
     z = np.tile(motif[:, 2], n_cells)
     zm, zx = atomic_number(metal), atomic_number(chalcogen)
-    is_metal = np.tile([True, True, False, False, False, False], n_cells)
+    is_metal, _ = _mx2_sites(n_cells)
     x_threshold = (MOS2_SULFUR_THRESHOLD_EV if material == "MoS2"
                    else DEFAULT_DISPLACEMENT_THRESHOLD_EV)
-    specimen = make_specimen(
+    specimen = _specimen(
         np.column_stack([xy, z]),
         np.where(is_metal, zm, zx),
         (nx * a, ny * root3 * a, 2 * height + 2 * m),
@@ -461,18 +512,23 @@ def mx2_monolayer(
         displacement_threshold_ev=np.where(is_metal, DEFAULT_DISPLACEMENT_THRESHOLD_EV,
                                            x_threshold),
     )
-    first = 6 * np.arange(n_cells)
-    pairs = np.concatenate([np.stack([first + 2, first + 3], 1), np.stack([first + 4, first + 5], 1)])
+    return specimen
 
-    key_dopant, key_vacancy = jax.random.split(key)
+
+@functools.partial(jax.jit, static_argnums=(5,))
+def _mx2_defects(key, specimen, dopant_fraction, single_fraction, double_fraction, dopant):
+    # The rules of defects.add_point_defects (metal sites) and add_paired_vacancies
+    # (chalcogen columns), fed from one 1-D draw (one threefry call compiles much faster).
+    is_metal, pairs = _mx2_sites(specimen.capacity // 6)
+    n, m = specimen.capacity, pairs.shape[0]
+    u = jax.random.uniform(key, (n + 2 * m,), dopant_fraction.dtype)
     if dopant is not None:
-        specimen = add_point_defects(
-            key_dopant, specimen, sites=is_metal,
-            substitution_fraction=dopant_fraction, substitute=dopant,
+        specimen = point_defects_from_uniform(
+            u[:n], specimen, jnp.asarray(is_metal), jnp.zeros_like(dopant_fraction),
+            dopant_fraction, atomic_number(dopant),
         )
-    return add_paired_vacancies(
-        key_vacancy, specimen, pairs=pairs,
-        single_fraction=single_vacancy_fraction, double_fraction=double_vacancy_fraction,
+    return paired_vacancies_from_uniform(
+        u[n:].reshape(m, 2), specimen, jnp.asarray(pairs), single_fraction, double_fraction
     )
 
 
@@ -555,9 +611,20 @@ def nanoparticle_on_support(
     check_positive("support_column_area", support_column_area, "Å²")
     column_area = _static_float("support_column_area", support_column_area)
 
+    dtype = _float()
+    return _nanoparticle(
+        key, jnp.asarray(support_thickness, dtype), jnp.asarray(support_density, dtype),
+        element, radius, tuple(float(v) for v in cell_xy), z_support, column_area,
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
+def _nanoparticle(key, thickness, density, element, radius, cell, z_support, column_area):
+    a = FCC_LATTICE_PARAMETERS[element]
+    cell_xy = np.asarray(cell)
     offsets, atoms, z_first = _fcc_sphere_columns(a, radius)
     centre = cell_xy / 2
-    particle = make_specimen(
+    particle = _specimen(
         np.column_stack([centre + offsets, radius + z_first]),
         atomic_number(element),
         (cell_xy[0], cell_xy[1], 2 * radius),
@@ -567,20 +634,16 @@ def nanoparticle_on_support(
         domains=[[centre[0], centre[1], radius]],
     )
 
-    dtype = _float()
     n_support = max(1, round(float(np.prod(cell_xy)) / column_area))
     area_per_column = float(np.prod(cell_xy)) / n_support
-    number_density = (jnp.asarray(support_density, dtype) * _AVOGADRO
-                      / ATOMIC_MASSES_U[z_support] * _CM3_PER_A3)  # atoms / Å³
-    thickness = jnp.asarray(support_thickness, dtype)
+    number_density = density * _AVOGADRO / ATOMIC_MASSES_U[z_support] * _CM3_PER_A3  # 1/Å³
     count = number_density * thickness * area_per_column
-    xy = jax.random.uniform(key, (n_support, 2), dtype) * jnp.asarray(cell_xy, dtype)
-    support = make_specimen(
-        jnp.concatenate([xy, jnp.full((n_support, 1), 2 * radius, dtype)], axis=1),
+    xy = jax.random.uniform(key, (2 * n_support,), thickness.dtype).reshape(-1, 2) * cell_xy
+    support = _specimen(
+        jnp.concatenate([xy, jnp.full((n_support, 1), 2 * radius, xy.dtype)], axis=1),
         z_support,
-        jnp.concatenate([jnp.asarray(cell_xy, dtype), (2 * radius + thickness)[None]]),
+        jnp.concatenate([jnp.asarray(cell_xy, xy.dtype), (2 * radius + thickness)[None]]),
         counts=count,
         debye_waller=GENERIC_DEBYE_WALLER,
-        present=count > 0,
     )
-    return concatenate(particle, support)  # cell: the larger, i.e. the support's
+    return concatenate(particle, _drop_empty(support))  # cell: the larger, the support's

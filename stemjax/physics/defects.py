@@ -103,17 +103,28 @@ def add_point_defects(
         z_new = None
     else:
         z_new = atomic_number(substitute, "substitute")
-    eligible = _site_mask("sites", sites, specimen.capacity) & specimen.present
-
+    eligible = _site_mask("sites", sites, specimen.capacity)
     dtype = specimen.counts.dtype
-    u = jax.random.uniform(key, (specimen.capacity,), dtype)
-    f_vac = jnp.asarray(vacancy_fraction, dtype)
-    f_sub = jnp.asarray(substitution_fraction, dtype)
+    return _point_defects(
+        key, specimen, eligible, jnp.asarray(vacancy_fraction, dtype),
+        jnp.asarray(substitution_fraction, dtype), z_new,
+    )
+
+
+@eqx.filter_jit
+def _point_defects(key, specimen, eligible, f_vac, f_sub, z_new):
+    u = jax.random.uniform(key, (specimen.capacity,), f_vac.dtype)
+    return point_defects_from_uniform(u, specimen, eligible, f_vac, f_sub, z_new)
+
+
+def point_defects_from_uniform(u, specimen, eligible, f_vac, f_sub, z_new):
+    """The rule of :func:`add_point_defects` given its (n,) uniform draws ``u`` and the
+    substitute's atomic number ``z_new`` (static, or None); no validation."""
+    eligible = eligible & specimen.present
     vacant = eligible & (u < f_vac)
     substituted = eligible & ~vacant & (u < f_vac + f_sub)
-
     specimen = _mark_vacancies(specimen, vacant)
-    if z_new is not None:
+    if z_new is not None:  # static
         numbers = jnp.where(substituted, z_new, specimen.atomic_numbers)
         types = jnp.where(substituted, SUBSTITUTION, specimen.atom_types)
         specimen = eqx.tree_at(
@@ -166,17 +177,31 @@ def add_paired_vacancies(
         raise ValueError("pairs must not name any site twice")
 
     dtype = specimen.counts.dtype
-    key_kind, key_side = jax.random.split(key)
-    u = jax.random.uniform(key_kind, (pairs.shape[0],), dtype)
-    first_side = jax.random.bernoulli(key_side, 0.5, (pairs.shape[0],))
-    f_double = jnp.asarray(double_fraction, dtype)
-    f_single = jnp.asarray(single_fraction, dtype)
-    double = u < f_double
-    single = ~double & (u < f_double + f_single)
+    return _paired_vacancies(
+        key, specimen, jnp.asarray(pairs, jnp.int32), jnp.asarray(single_fraction, dtype),
+        jnp.asarray(double_fraction, dtype),
+    )
+
+
+@eqx.filter_jit
+def _paired_vacancies(key, specimen, pairs, f_single, f_double):
+    # (1-D draws: multi-dimensional threefry shapes compile several times slower on CPU)
+    u = jax.random.uniform(key, (2 * pairs.shape[0],), f_single.dtype).reshape(-1, 2)
+    return paired_vacancies_from_uniform(u, specimen, pairs, f_single, f_double)
+
+
+def paired_vacancies_from_uniform(u, specimen, pairs, f_single, f_double):
+    """The rule of :func:`add_paired_vacancies` given its (m, 2) uniform draws ``u``: u[:, 0]
+    picks the kind of vacancy, u[:, 1] < 1/2 the side of a single one; no validation."""
+    double = u[:, 0] < f_double
+    single = ~double & (u[:, 0] < f_double + f_single)
+    first_side = u[:, 1] < 0.5
     remove_first = double | (single & first_side)
     remove_second = double | (single & ~first_side)
     vacant = (
-        jnp.zeros(n, bool).at[pairs[:, 0]].set(remove_first).at[pairs[:, 1]].set(remove_second)
+        jnp.zeros(specimen.capacity, bool)
+        .at[pairs[:, 0]].set(remove_first)
+        .at[pairs[:, 1]].set(remove_second)
     )
     return _mark_vacancies(specimen, vacant & specimen.present)
 
@@ -209,8 +234,9 @@ def add_phase_domains(
     ``present`` flag and get phase 1; sites of ``matrix`` inside a disc are removed
     (``present`` False); outside the discs it is the reverse, with matrix sites labelled phase 0.
     The result holds the matrix slots, then the second slots (capacity n_matrix + n_second),
-    and its ``domains`` (``max_domains``, 3) are the drawn discs, radius 0 for unused slots (the
-    input specimens' own ``domains`` are dropped), so ``Specimen.phase_map`` rasterises them.
+    and its ``domains`` (``max_domains``, 3) are the drawn discs, unused slots all zeros
+    (radius 0; the input specimens' own ``domains`` are dropped), so ``Specimen.phase_map``
+    rasterises them. The clipped Poisson count is drawn by inverting its CDF.
 
     Args:
         key: PRNG key.
@@ -236,13 +262,30 @@ def add_phase_domains(
         )
 
     dtype = matrix.counts.dtype
-    key_number, key_centres = jax.random.split(key)
+    return _phase_domains(
+        key, matrix, second, jnp.asarray(density, dtype), jnp.asarray(radius, dtype), max_domains
+    )
+
+
+def _clipped_poisson(u, mean, size: int):
+    """min(N, size) for N ~ Poisson(mean), by inversion of its CDF with one uniform ``u``."""
+    k = jnp.arange(size, dtype=mean.dtype)
+    log_pmf = jax.scipy.special.xlogy(k, mean) - mean - jax.scipy.special.gammaln(k + 1.0)
+    return jnp.sum(u > jnp.cumsum(jnp.exp(log_pmf)))
+
+
+@eqx.filter_jit
+def _phase_domains(key, matrix, second, density, radius, max_domains: int):
+    dtype = density.dtype
+    u = jax.random.uniform(key, (2 * max_domains + 1,), dtype)
     area_nm2 = matrix.cell[0] * matrix.cell[1] / 100.0
-    number = jax.random.poisson(key_number, jnp.asarray(density, dtype) * area_nm2)
-    used = jnp.arange(max_domains) < jnp.minimum(number, max_domains)
-    centres = jax.random.uniform(key_centres, (max_domains, 2), dtype) * matrix.cell[:2]
-    radii = jnp.where(used, jnp.asarray(radius, dtype), 0.0)
-    domains = jnp.concatenate([centres, radii[:, None]], axis=1).astype(dtype)
+    number = _clipped_poisson(u[0], density * area_nm2, max_domains)
+    used = jnp.arange(max_domains) < number
+    centres = u[1:].reshape(max_domains, 2) * matrix.cell[:2]
+    domains = jnp.where(
+        used[:, None], jnp.concatenate([centres, jnp.broadcast_to(radius, (max_domains, 1))], 1),
+        0.0,
+    ).astype(dtype)
 
     in_matrix = inside_domains(matrix.atom_xy, domains)
     in_second = inside_domains(second.atom_xy, domains)
@@ -273,8 +316,13 @@ def rotated(specimen: Specimen, angle_deg) -> Specimen:
         angle_deg: rotation angle, degrees (scalar; may be traced).
     """
     check_finite("angle_deg", angle_deg)
+    return _rotated(specimen, jnp.asarray(angle_deg, specimen.positions.dtype))
+
+
+@eqx.filter_jit
+def _rotated(specimen: Specimen, angle_deg) -> Specimen:
     dtype = specimen.positions.dtype
-    theta = jnp.deg2rad(jnp.asarray(angle_deg, dtype))
+    theta = jnp.deg2rad(angle_deg)
     c, s = jnp.cos(theta), jnp.sin(theta)
     rotation = jnp.array([[c, -s], [s, c]], dtype)
     size = specimen.cell[:2]

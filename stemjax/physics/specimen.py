@@ -75,7 +75,7 @@ class Specimen(eqx.Module):
         check_nonnegative("debye_waller", self.debye_waller, "Å²")
         check_positive("displacement_threshold_ev", self.displacement_threshold_ev, "eV")
         check_positive("cell", self.cell, "Å")
-        if is_concrete(self.atomic_numbers):
+        if is_concrete((self.atomic_numbers, self.present)):
             z = np.asarray(self.atomic_numbers)[np.asarray(self.present, dtype=bool)]
             check_in_range("atomic_numbers", z, 1, MAX_ATOMIC_NUMBER)
 
@@ -139,6 +139,8 @@ def make_specimen(
     n = pos.shape[0]
 
     def per_site(value, kind):
+        if is_concrete(value):  # broadcast on the host: no compilation per size
+            return jnp.asarray(np.broadcast_to(np.asarray(value, dtype=kind), (n,)))
         return jnp.broadcast_to(jnp.asarray(value, dtype=kind), (n,))
 
     return Specimen(
