@@ -58,10 +58,15 @@ def max_transferred_energy(
     check_positive("energy_kev", energy_kev, "keV")
     check_positive("mass_u", mass_u, "u")
     dtype = _float(energy_kev, mass_u)
-    e = jnp.asarray(energy_kev, dtype) * 1e3
-    mass = jnp.asarray(mass_u, dtype)
-    # Group as (2E/Mu)(E + 2m₀c²) so float32 never forms the 1e11 intermediate twice.
-    return (2.0 * e / (mass * ATOMIC_MASS_UNIT_EV)) * (e + 2.0 * ELECTRON_REST_ENERGY_EV)
+    return _max_transfer(jnp.asarray(energy_kev, dtype) * 1e3, jnp.asarray(mass_u, dtype))
+
+
+@jax.jit
+def _max_transfer(energy_ev: Array, mass_u: Array) -> Array:
+    """E_max in eV from the beam energy in eV and the target mass in u."""
+    # Grouped as (2E/Mc²)(E + 2m₀c²): no 1e11-sized intermediate in float32.
+    e = energy_ev
+    return (2.0 * e / (mass_u * ATOMIC_MASS_UNIT_EV)) * (e + 2.0 * ELECTRON_REST_ENERGY_EV)
 
 
 def _beta_squared(energy_ev: Array) -> Array:
@@ -71,7 +76,7 @@ def _beta_squared(energy_ev: Array) -> Array:
 
 
 def _mass_u(atomic_number: Array, dtype) -> Array:
-    return jnp.asarray(ATOMIC_MASSES_U, dtype)[jnp.clip(atomic_number, 0, MAX_ATOMIC_NUMBER)]
+    return jnp.asarray(ATOMIC_MASSES_U, dtype)[jnp.clip(atomic_number, 1, MAX_ATOMIC_NUMBER)]
 
 
 def displacement_cross_section(
@@ -101,12 +106,19 @@ def displacement_cross_section(
     check_in_range("atomic_number", atomic_number, 1, MAX_ATOMIC_NUMBER)
     check_positive("threshold_ev", threshold_ev, "eV")
     dtype = _float(energy_kev, threshold_ev)
-    e = jnp.asarray(energy_kev, dtype) * 1e3
-    z_int = jnp.asarray(atomic_number, jnp.int32)
+    return _cross_section(
+        jnp.asarray(energy_kev, dtype) * 1e3,
+        jnp.asarray(atomic_number, jnp.int32),
+        jnp.asarray(threshold_ev, dtype),
+    )
+
+
+@jax.jit
+def _cross_section(e: Array, z_int: Array, t_d: Array) -> Array:
+    """σ_d in Å² from the beam energy (eV), Z (int) and threshold (eV)."""
+    dtype = e.dtype
     z = z_int.astype(dtype)
-    t_d = jnp.asarray(threshold_ev, dtype)
-    mass = _mass_u(z_int, dtype)
-    t_m = (2.0 * e / (mass * ATOMIC_MASS_UNIT_EV)) * (e + 2.0 * ELECTRON_REST_ENERGY_EV)
+    t_m = _max_transfer(e, _mass_u(z_int, dtype))
 
     beta2 = _beta_squared(e)
     beta = jnp.sqrt(beta2)
@@ -139,7 +151,12 @@ def displacement_probability(
     check_nonnegative("site_dose", site_dose, "e⁻/Å²")
     check_nonnegative("cross_section", cross_section, "Å²")
     dtype = _float(site_dose, cross_section)
-    return -jnp.expm1(-jnp.asarray(cross_section, dtype) * jnp.asarray(site_dose, dtype))
+    return _probability(jnp.asarray(site_dose, dtype), jnp.asarray(cross_section, dtype))
+
+
+@jax.jit
+def _probability(dose: Array, sigma: Array) -> Array:
+    return -jnp.expm1(-sigma * dose)
 
 
 def apply_damage(
@@ -155,7 +172,8 @@ def apply_damage(
     atoms loses Binomial(⌊c⌋, p) atoms, plus its fractional part c − ⌊c⌋ with probability p
     (so the expected loss is c·p for fractional counts too). A site whose count reaches 0
     becomes a vacancy (occupancy 0, atom type 1) and stays present. Padding slots and sites
-    with occupancy 0 or no atoms are left unchanged.
+    with occupancy 0 or no atoms are left unchanged. The draw is not differentiable; for
+    gradients use the expected loss, ``counts × displacement_probability(dose, σ)``.
 
     Args:
         key: PRNG key.
@@ -169,14 +187,20 @@ def apply_damage(
     """
     check_nonnegative("site_dose", site_dose, "e⁻/Å²")
     check_positive("energy_kev", energy_kev, "keV")
+    dtype = specimen.counts.dtype
+    dose = jnp.broadcast_to(jnp.asarray(site_dose, dtype), specimen.counts.shape)
+    return _apply_damage(key, specimen, dose, jnp.asarray(energy_kev, dtype))
+
+
+@jax.jit
+def _apply_damage(key, specimen: Specimen, site_dose, energy_kev):
     counts = specimen.counts
     dtype = counts.dtype
-    dose = jnp.broadcast_to(jnp.asarray(site_dose, dtype), counts.shape)
+    dose = site_dose
     z = jnp.where(specimen.present, specimen.atomic_numbers, 1)
-    sigma = displacement_cross_section(
-        jnp.asarray(energy_kev, dtype), z, specimen.displacement_threshold_ev
-    )
-    p = jax.lax.stop_gradient(displacement_probability(dose, sigma))
+    energy_ev = jnp.asarray(energy_kev, dtype) * 1e3
+    sigma = _cross_section(energy_ev, z, specimen.displacement_threshold_ev)
+    p = jax.lax.stop_gradient(_probability(dose, sigma))
     active = specimen.present & (specimen.occupancies > 0) & (counts > 0)
     p = jnp.where(active, p, 0.0)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -136,7 +137,10 @@ class DoseMap(eqx.Module):
         return jnp.sum(self.dose, axis=(-2, -1)) * self.pixel_area
 
     def dose_at(self, xy: Float[ArrayLike, "... 2"]) -> Float[Array, "..."]:
-        """Dose of the pixel holding each point (x, y) in Å, e⁻/Å²; 0 outside the map."""
+        """Dose of the pixel holding each point (x, y) in Å, e⁻/Å²; 0 outside the map.
+
+        ``dose_map.dose_at(specimen.atom_xy)`` is the (n,) cumulative dose of each site.
+        """
         xy = jnp.asarray(xy, self.dose.dtype)
         step = jnp.asarray(self.grid.step, self.dose.dtype)
         index = jnp.floor((xy - self.grid.origin) / step + 0.5).astype(jnp.int32)
@@ -170,6 +174,12 @@ def deposit(
         electrons_per_position: electrons per probe position (≥ 0), scalar.
     """
     check_nonnegative("electrons_per_position", electrons_per_position)
+    electrons = jnp.asarray(electrons_per_position, dose_map.dose.dtype)
+    return _deposit(dose_map, grid, electrons)
+
+
+@jax.jit
+def _deposit(dose_map: DoseMap, grid: ScanGrid, electrons_per_position) -> DoseMap:
     dtype = dose_map.dose.dtype
     electrons = jnp.asarray(electrons_per_position, dtype)
     low, high = _scanned_bounds(grid)
@@ -202,6 +212,12 @@ def site_dose(
         electrons_per_position: electrons per probe position (≥ 0), scalar.
     """
     check_nonnegative("electrons_per_position", electrons_per_position)
+    electrons = jnp.asarray(electrons_per_position, specimen.positions.dtype)
+    return _site_dose(specimen, grid, electrons)
+
+
+@jax.jit
+def _site_dose(specimen: Specimen, grid: ScanGrid, electrons_per_position) -> Array:
     dtype = specimen.positions.dtype
     low, high = _scanned_bounds(grid)
     xy = specimen.atom_xy

@@ -37,10 +37,13 @@ def poisson_counts(key: PRNGKeyArray, mean: Float[ArrayLike, "..."]) -> Float[Ar
         Counts, same shape and float dtype as ``mean``.
     """
     check_nonnegative("mean", mean)
-    lam = _as_float(mean)
+    return _poisson(key, jax.lax.stop_gradient(_as_float(mean)))
+
+
+@jax.jit
+def _poisson(key: PRNGKeyArray, lam: Array) -> Array:
     int_dtype = jnp.int64 if lam.dtype == jnp.float64 else jnp.int32
-    counts = jax.random.poisson(key, jax.lax.stop_gradient(lam), lam.shape, int_dtype)
-    return counts.astype(lam.dtype)
+    return jax.random.poisson(key, lam, lam.shape, int_dtype).astype(lam.dtype)
 
 
 def poisson_relaxed(key: PRNGKeyArray, mean: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
@@ -57,7 +60,11 @@ def poisson_relaxed(key: PRNGKeyArray, mean: Float[ArrayLike, "..."]) -> Float[A
         Relaxed counts, same shape and float dtype as ``mean``.
     """
     check_nonnegative("mean", mean)
-    lam = _as_float(mean)
+    return _relaxed(key, _as_float(mean))
+
+
+@jax.jit
+def _relaxed(key: PRNGKeyArray, lam: Array) -> Array:
     eps = jax.random.normal(key, lam.shape, lam.dtype)
     return lam + _safe_sqrt(lam) * eps
 
@@ -79,13 +86,26 @@ def poisson_straight_through(
     Returns:
         Counts, same shape and float dtype as ``mean``.
     """
+    check_nonnegative("mean", mean)
     lam = _as_float(mean)
-    counts = poisson_counts(key, lam)
-    root = _safe_sqrt(lam)
+    # Drawn outside the custom derivative so the sampler is not re-traced under grad.
+    counts = _poisson(key, jax.lax.stop_gradient(lam))
+    return _with_relaxed_gradient(lam, counts)
+
+
+@jax.custom_jvp
+def _with_relaxed_gradient(lam: Array, counts: Array) -> Array:
+    """``counts``, with derivative (counts + lam)/(2 lam) with respect to ``lam`` (1 at 0)."""
+    return counts
+
+
+@_with_relaxed_gradient.defjvp
+def _with_relaxed_gradient_jvp(primals, tangents):
+    lam, counts = primals
     positive = lam > 0
-    eps = jnp.where(positive, (counts - lam) / jnp.where(positive, root, 1.0), 0.0)
-    relaxed = lam + root * jax.lax.stop_gradient(eps)
-    return counts + (relaxed - jax.lax.stop_gradient(relaxed))
+    safe = jnp.where(positive, lam, 1.0)
+    slope = jnp.where(positive, (counts + lam) / (2.0 * safe), 1.0)
+    return counts, slope * tangents[0]
 
 
 def detector_readout(
@@ -111,9 +131,15 @@ def detector_readout(
     check_nonnegative("read_noise", read_noise)
     check_finite("offset", offset)
     dtype = jnp.result_type(counts, gain, read_noise, offset, float)
-    signal = jnp.asarray(gain, dtype) * jnp.asarray(counts, dtype) + jnp.asarray(offset, dtype)
-    noise = jax.random.normal(key, signal.shape, dtype)
-    return signal + jnp.asarray(read_noise, dtype) * noise
+    as_float = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+    return _readout(key, *map(as_float, (counts, gain, read_noise, offset)))
+
+
+@jax.jit
+def _readout(key: PRNGKeyArray, counts: Array, gain: Array, read_noise: Array, offset: Array):
+    signal = gain * counts + offset
+    noise = jax.random.normal(key, signal.shape, signal.dtype)
+    return signal + read_noise * noise
 
 
 __all__ = ["detector_readout", "poisson_counts", "poisson_relaxed", "poisson_straight_through"]

@@ -102,28 +102,28 @@ class ScanDistortion(eqx.Module):
     """Specimen drift and line jitter during a raster scan.
 
     Attributes:
-        drift_velocity: (2,) velocity (x, y) of the probe relative to the specimen, Å/s (a
+        drift_A_per_s: (2,) velocity (x, y) of the probe relative to the specimen, Å/s (a
             specimen drifting at −v under a still scan).
-        line_jitter: rms random x offset of each scan line, Å.
-        flyback_time: time between the end of one line and the start of the next, µs.
+        line_jitter_A: rms random x offset of each scan line, Å.
+        flyback_us: time between the end of one line and the start of the next, µs.
     """
 
-    drift_velocity: Float[Array, "2"]
-    line_jitter: Float[Array, ""]
-    flyback_time: Float[Array, ""]
+    drift_A_per_s: Float[Array, "2"]
+    line_jitter_A: Float[Array, ""]
+    flyback_us: Float[Array, ""]
 
-    def __init__(self, drift_velocity=(0.0, 0.0), line_jitter=0.0, flyback_time=0.0):
-        check_finite("drift_velocity", drift_velocity)
-        check_nonnegative("line_jitter", line_jitter, "Å")
-        check_nonnegative("flyback_time", flyback_time, "µs")
+    def __init__(self, drift_A_per_s=(0.0, 0.0), line_jitter_A=0.0, flyback_us=0.0):
+        check_finite("drift_A_per_s", drift_A_per_s)
+        check_nonnegative("line_jitter_A", line_jitter_A, "Å")
+        check_nonnegative("flyback_us", flyback_us, "µs")
         dtype = jnp.result_type(float)
-        self.drift_velocity = jnp.asarray(drift_velocity, dtype)
-        self.line_jitter = jnp.asarray(line_jitter, dtype)
-        self.flyback_time = jnp.asarray(flyback_time, dtype)
+        self.drift_A_per_s = jnp.asarray(drift_A_per_s, dtype)
+        self.line_jitter_A = jnp.asarray(line_jitter_A, dtype)
+        self.flyback_us = jnp.asarray(flyback_us, dtype)
 
 
 def distorted_path(
-    key: PRNGKeyArray, grid: ScanGrid, distortion: ScanDistortion, dwell_time: float
+    key: PRNGKeyArray, grid: ScanGrid, distortion: ScanDistortion, dwell_us: float
 ) -> ScanPath:
     """The path of ``grid`` as recorded under ``distortion``.
 
@@ -136,15 +136,15 @@ def distorted_path(
         key: PRNG key for the line jitter.
         grid: the raster as commanded.
         distortion: drift velocity (Å/s), jitter (Å) and flyback time (µs).
-        dwell_time: time per probe position, µs.
+        dwell_us: time per probe position, µs.
     """
-    check_positive("dwell_time", dwell_time, "µs")
+    check_positive("dwell_us", dwell_us, "µs")
     rows, cols = grid.shape
-    dwell_s = jnp.asarray(dwell_time) * 1e-6
-    line_time_s = cols * dwell_s + distortion.flyback_time * 1e-6
+    dwell_s = jnp.asarray(dwell_us) * 1e-6
+    line_time_s = cols * dwell_s + distortion.flyback_us * 1e-6
     line_start_s = jnp.arange(rows) * line_time_s
-    vx, vy = distortion.drift_velocity[0], distortion.drift_velocity[1]
-    jitter = distortion.line_jitter * jax.random.normal(key, (rows,), grid.origin.dtype)
+    vx, vy = distortion.drift_A_per_s[0], distortion.drift_A_per_s[1]
+    jitter = distortion.line_jitter_A * jax.random.normal(key, (rows,), grid.origin.dtype)
     return ScanPath(
         line_x0=grid.origin[0] + vx * line_start_s + jitter,
         line_y=grid.origin[1] + jnp.arange(rows) * grid.step

@@ -116,11 +116,11 @@ def test_a_sub_region_renders_like_the_crop_of_the_full_image():
     np.testing.assert_allclose(part, full[5:17, 8:18], atol=1e-2 * full.max())
 
 
-def test_line_jitter_shifts_each_line_by_its_offset():
+def test_line_jitter_A_shifts_each_line_by_its_offset():
     model = IncoherentImaging(Probe(200.0, 21.0))
     grid = ScanGrid((12, 20), 0.2)
     key = jax.random.key(3)
-    path = distorted_path(key, grid, ScanDistortion(line_jitter=0.3), dwell_time=5.0)
+    path = distorted_path(key, grid, ScanDistortion(line_jitter_A=0.3), dwell_us=5.0)
     jittered = np.asarray(model.render(two_atoms(), path))
     offsets = np.asarray(path.line_x0 - grid.origin[0])
     assert np.std(offsets) > 0.1
@@ -132,8 +132,8 @@ def test_line_jitter_shifts_each_line_by_its_offset():
 
 def test_drift_stretches_lines_and_moves_them():
     grid = ScanGrid((10, 10), 0.2)
-    distortion = ScanDistortion(drift_velocity=(1e4, 2e4), flyback_time=20.0)
-    path = distorted_path(jax.random.key(0), grid, distortion, dwell_time=1.0)
+    distortion = ScanDistortion(drift_A_per_s=(1e4, 2e4), flyback_us=20.0)
+    path = distorted_path(jax.random.key(0), grid, distortion, dwell_us=1.0)
     line_time = 10 * 1e-6 + 20e-6
     np.testing.assert_allclose(path.x_step, 0.2 + 1e4 * 1e-6, rtol=1e-6)
     np.testing.assert_allclose(path.line_x0[3], 1e4 * 3 * line_time, rtol=1e-5)
@@ -143,7 +143,7 @@ def test_drift_stretches_lines_and_moves_them():
 def test_drift_beyond_half_the_margin_is_an_error():
     model = IncoherentImaging(Probe(200.0, 21.0), margin=4.0)
     grid = ScanGrid((10, 10), 0.2)
-    path = distorted_path(jax.random.key(0), grid, ScanDistortion(drift_velocity=(1e5, 0.0)), 10.0)
+    path = distorted_path(jax.random.key(0), grid, ScanDistortion(drift_A_per_s=(1e5, 0.0)), 10.0)
     with pytest.raises(Exception, match="increase IncoherentImaging.margin"):
         model.render(two_atoms(), path)
 
