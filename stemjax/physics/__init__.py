@@ -1,8 +1,25 @@
 """STEM physics: constants, specimens, probe, detectors, imaging, dose, noise and damage."""
 
+from stemjax.physics.acquisition import Acquisition, Recording, acquire
 from stemjax.physics.constants import interaction_parameter, lorentz_factor, wavelength
+from stemjax.physics.crystals import gan, mx2_monolayer, nanoparticle_on_support, perovskite, sige
+from stemjax.physics.damage import (
+    apply_damage,
+    displacement_cross_section,
+    displacement_probability,
+    max_transferred_energy,
+)
+from stemjax.physics.defects import add_paired_vacancies, add_phase_domains, add_point_defects, rotated
 from stemjax.physics.detector import AnnularDetector, max_scattering_angle
+from stemjax.physics.dose import DoseMap, deposit, dose_per_area, electrons_per_position, site_dose
+from stemjax.physics.elements import atomic_number
 from stemjax.physics.haadf import IncoherentImaging, annular_cross_section
+from stemjax.physics.noise import (
+    detector_readout,
+    poisson_counts,
+    poisson_relaxed,
+    poisson_straight_through,
+)
 from stemjax.physics.probe import (
     ABERRATION_SYMBOLS,
     Probe,
@@ -15,22 +32,48 @@ from stemjax.physics.specimen import Specimen, concatenate, make_specimen
 
 __all__ = [
     "ABERRATION_SYMBOLS",
+    "Acquisition",
     "AnnularDetector",
+    "DoseMap",
     "IncoherentImaging",
     "Probe",
+    "Recording",
     "ScanDistortion",
     "ScanGrid",
     "ScanPath",
     "Specimen",
+    "acquire",
+    "add_paired_vacancies",
+    "add_phase_domains",
+    "add_point_defects",
     "annular_cross_section",
+    "apply_damage",
+    "atomic_number",
     "concatenate",
+    "deposit",
+    "detector_readout",
+    "displacement_cross_section",
+    "displacement_probability",
     "distorted_path",
+    "dose_per_area",
+    "electrons_per_position",
+    "gan",
     "interaction_parameter",
     "lorentz_factor",
     "make_specimen",
     "max_scattering_angle",
+    "max_transferred_energy",
+    "mx2_monolayer",
+    "nanoparticle_on_support",
     "nyquist_probe_step",
+    "perovskite",
     "point_resolution",
+    "poisson_counts",
+    "poisson_relaxed",
+    "poisson_straight_through",
+    "rotated",
     "scherzer_defocus",
+    "sige",
+    "site_dose",
     "wavelength",
 ]

@@ -22,6 +22,8 @@ RYDBERG_ENERGY_EV = 13.605_693_122_994
 """Rydberg energy, eV."""
 ATOMIC_MASS_UNIT_EV = 931_494_102.42
 """Atomic mass constant × c², eV."""
+FINE_STRUCTURE_INVERSE = 137.035_999_084
+"""Inverse fine-structure constant 1/α."""
 
 
 def _energy_ev(energy_kev: ArrayLike) -> Array:

@@ -25,13 +25,11 @@ from stemjax.physics.constants import (
     ATOMIC_MASS_UNIT_EV,
     BOHR_RADIUS_ANGSTROM,
     ELECTRON_REST_ENERGY_EV,
+    FINE_STRUCTURE_INVERSE,
     RYDBERG_ENERGY_EV,
 )
 from stemjax.physics.elements import ATOMIC_MASSES_U, MAX_ATOMIC_NUMBER
 from stemjax.physics.specimen import VACANCY, Specimen
-
-FINE_STRUCTURE_INVERSE = 137.035_999_084
-"""1/α (CODATA 2018)."""
 
 _CROSS_SECTION_PREFACTOR_A2 = (
     4.0 * jnp.pi * BOHR_RADIUS_ANGSTROM**2 * (RYDBERG_ENERGY_EV / ELECTRON_REST_ENERGY_EV) ** 2
@@ -227,7 +225,6 @@ def _apply_damage(key, specimen: Specimen, site_dose, energy_kev):
 
 
 __all__ = [
-    "FINE_STRUCTURE_INVERSE",
     "apply_damage",
     "displacement_cross_section",
     "displacement_probability",
