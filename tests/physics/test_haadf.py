@@ -201,8 +201,3 @@ def test_render_jits_and_matches_eager():
 def test_bad_model_parameters_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         IncoherentImaging(Probe(200.0, 21.0), **kwargs)
-
-
-def test_nan_positions_are_rejected():
-    with pytest.raises(ValueError, match=r"positions must be finite"):
-        make_specimen([[0.0, float("nan")]], [6], [5.0, 5.0, 1.0])
