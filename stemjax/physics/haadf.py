@@ -165,10 +165,10 @@ def _scattering_depth(model: IncoherentImaging, specimen: Specimen, path: ScanPa
     x = specimen.positions[:, 0] - origin_x
     y = specimen.positions[:, 1] - origin_y
     inside = (x >= 0) & (x < size_x) & (y >= 0) & (y < size_y)
+    z = jnp.where(specimen.present, specimen.atomic_numbers, 1)  # padding may hold Z = 0
     sigma = specimen.counts * specimen.occupancies * annular_cross_section(
-        specimen.atomic_numbers, probe.semiangle_mrad, jnp.inf, probe.energy_kev,
-        model.exponent,
-    )  # fmt: skip
+        z, probe.semiangle_mrad, jnp.inf, probe.energy_kev, model.exponent
+    )
     weight = jnp.where(specimen.present & inside, sigma, 0.0)
 
     # structure factor S(ky, kx) = Σ w e^{2πi k·r} e^{−B k²/4}, separable in kx and ky

@@ -168,6 +168,19 @@ def test_gradients_match_finite_differences(x64):
     assert abs(float(g_x)) > 1e-6 and abs(float(g_defocus)) > 1e-8
 
 
+def test_gradient_wrt_the_exponent_is_finite_with_padding_slots(x64):
+    padded = make_specimen([[2.0, 2.0], [0.0, 0.0]], [42, 0], [4.0, 4.0, 1.0], present=[True, False])
+    grid = ScanGrid((8, 8), 0.5)
+
+    def signal(n):
+        return jnp.sum(IncoherentImaging(Probe(200.0, 21.0), exponent=n).render(padded, grid))
+
+    grad = jax.grad(signal)(1.7)
+    h = 1e-5
+    assert float(grad) == pytest.approx(float((signal(1.7 + h) - signal(1.7 - h)) / (2 * h)), rel=1e-6)
+    assert float(grad) > 0  # ln 42 > 0: a larger exponent brightens Mo
+
+
 def test_vmap_over_specimens_and_probes_equals_a_loop():
     grid = ScanGrid((16, 16), 0.25)
     specimens = [two_atoms((79, 6)), two_atoms((42, 16)), two_atoms((23, 34))]
