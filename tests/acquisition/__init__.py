@@ -1,0 +1,1 @@
+"""Tests of stemjax.acquisition (a package: module names do not clash with other test folders)."""
