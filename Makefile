@@ -13,13 +13,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/stemjax demo --out demo_output
+	$(BIN)/stemjax sweep --preset quick --out demo_output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/forward_model.py
+	$(BIN)/python benchmarks/acquisition.py
+	$(BIN)/python benchmarks/surrogates.py
+	$(BIN)/python benchmarks/campaigns.py
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -186,21 +186,10 @@ def stemjax_dkl(args, patches, target) -> list[dict]:
 def gpytorch_dkl(args, patches, target, steps: int, fresh_gp: bool) -> float:
     import gpytorch
     import torch
+    from torch_cnn import PapersCNN
 
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
-
-    class ConvFeatures(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Sequential(
-                torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            )  # fmt: skip
-            self.out = torch.nn.Linear(512, 2)
-
-        def forward(self, x):
-            return self.out(self.conv(x.reshape(-1, 1, 16, 16)).flatten(1))
 
     class DKL(gpytorch.models.ExactGP):
         def __init__(self, x, y, likelihood, features):
@@ -217,7 +206,7 @@ def gpytorch_dkl(args, patches, target, steps: int, fresh_gp: bool) -> float:
     x = torch.from_numpy(patches[idx].reshape(100, -1))
     y = torch.from_numpy(target[idx])
     candidates = torch.from_numpy(patches.reshape(len(patches), -1))
-    features = ConvFeatures()
+    features = PapersCNN()
     likelihood = gpytorch.likelihoods.GaussianLikelihood()
     model = DKL(x, y, likelihood, features)
 

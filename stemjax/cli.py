@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import fields
@@ -38,6 +39,48 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_data(world: str) -> bool:
+    from stemjax.worlds import data_dir
+
+    name = {"pfm": "pfm_pto_beacon.npz", "eels": "eels_plasmonic_scalarizer.npz"}[world]
+    try:
+        return (data_dir() / "pfm_pto_beacon" / name).exists()
+    except FileNotFoundError:
+        return False
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from stemjax.campaign import preset, real_world_and_labels, sweep, write_report
+
+    config = preset(args.preset)
+    overrides = {
+        name: getattr(args, name)
+        for name in ("world", "campaigns", "steps", "chunk", "surrogate", "n_seeds", "seed",
+                     "refit_steps", "fit_steps", "principal_components")
+        if getattr(args, name) is not None
+    }  # fmt: skip
+    if args.policies is not None:
+        overrides["policies"] = tuple(args.policies)
+    if args.paper_seeds:
+        overrides["paper_seeds"] = True
+    if args.no_feature_space:
+        overrides["feature_space"] = False
+    config = dataclasses.replace(config, **overrides)
+    if args.world is None and config.world in ("pfm", "eels") and not _has_data(config.world):
+        print(f"stemjax sweep: the real {config.world} data are not available here (see "
+              "STEMJAX_DATA); running on the simulated 'domains' world instead", file=sys.stderr)
+        config = dataclasses.replace(config, world="domains", feature_space=False)
+    out = args.out or f"sweep_{args.preset}"
+    started = time.perf_counter()
+    results = sweep(config, out, progress=not args.no_progress)
+    world, labels = real_world_and_labels(config, out)
+    text = write_report(out, results, config, world, labels)
+    elapsed = time.perf_counter() - started
+    print(text)
+    print(f"\nwrote {out}/results.nc, summary.md and figures/ ({elapsed:.0f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stemjax`` command."""
     parser = argparse.ArgumentParser(prog="stemjax", description=__doc__)
@@ -52,6 +95,29 @@ def main(argv: list[str] | None = None) -> int:
             default=field.default, help=f"(default {field.default})",
         )  # fmt: skip
     demo.set_defaults(run=_demo)
+
+    from stemjax.campaign import POLICY_NAMES, PRESETS, WORLDS
+
+    sw = commands.add_parser(
+        "sweep", help="run many autonomous campaigns per policy and summarise them",
+        description="Run campaigns x policies on a structure-property world, in resumable "
+        "chunks; write results.nc, summary.md and figures. Options override the preset.",
+    )  # fmt: skip
+    sw.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="(default quick)")
+    sw.add_argument("--out", default=None, help="output folder (default sweep_<preset>)")
+    sw.add_argument("--world", choices=WORLDS, default=None)
+    sw.add_argument("--policies", nargs="+", metavar="POLICY", default=None,
+                    help=f"any of {', '.join(POLICY_NAMES)}")  # fmt: skip
+    for name in ("campaigns", "steps", "chunk", "n_seeds", "seed", "refit_steps", "fit_steps",
+                 "principal_components"):
+        sw.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None)
+    sw.add_argument("--surrogate", choices=("gp", "dkl"), default=None)
+    sw.add_argument("--paper-seeds", action="store_true",
+                    help="start every campaign from the world's own seed points")  # fmt: skip
+    sw.add_argument("--no-feature-space", action="store_true",
+                    help="skip the VAE (feature coverage then equals patch coverage)")  # fmt: skip
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(run=_sweep)
     args = parser.parse_args(argv)
     return args.run(args)
 

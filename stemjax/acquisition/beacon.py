@@ -21,6 +21,7 @@ and campaigns with different numbers of observations vmap together.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import equinox as eqx
@@ -214,10 +215,15 @@ def _elite_novelty_core(x, y, valid, elite_scores, k, fraction):
     centre = jnp.sum(weight * vectors, axis=0) / count
     spread = jnp.sqrt(jnp.sum(weight * (vectors - centre) ** 2, axis=0) / count)
     spread = jnp.where(spread > 0, spread, 1.0)
-    zx, zy = (_as_vectors(x) - centre) / spread, (vectors - centre) / spread
+    # the elite holds at most ⌈fraction · n⌉ entries: gather them to the front, so the
+    # neighbour search runs over that many columns instead of the whole archive
+    n = y.shape[0]
+    width = min(n, max(1, math.ceil(fraction * n - 1e-9)))
+    front = jnp.argsort(~elite, stable=True)[:width]
+    zx, zy = (_as_vectors(x) - centre) / spread, (vectors[front] - centre) / spread
     if y.ndim == 1:
         zx, zy = zx[:, 0], zy[:, 0]
-    return _knn_core(zx, zy, elite, k, "mean")
+    return _knn_core(zx, zy, elite[front], k, "mean")
 
 
 class Beacon(AcquisitionFunction):

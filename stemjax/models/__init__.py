@@ -20,6 +20,7 @@ from stemjax.models.gp import (
     predict_covariance,
 )
 from stemjax.models.kernels import KINDS, Kernel
+from stemjax.models.vae import VAE, decode, elbo, encode, init_vae, train_vae
 from stemjax.models.thompson import (
     PathwiseSample,
     pathwise_sample,
@@ -51,4 +52,10 @@ __all__ = [
     "sample_hyperparameters",
     "sample_posterior",
     "thompson_samples",
+    "train_vae",
+    "VAE",
+    "decode",
+    "elbo",
+    "encode",
+    "init_vae",
 ]

@@ -1,0 +1,51 @@
+"""Campaigns: the autonomous loop under ``lax.scan``, many campaigns under ``vmap``, sweeps
+sharded over devices and resumable from disk, and their reports."""
+
+from stemjax.campaign.engine import (
+    METRICS,
+    CampaignState,
+    MetricLabels,
+    init_state,
+    metric_labels,
+    random_seeds,
+    run,
+    run_many,
+    step,
+)
+from stemjax.campaign.policy import POLICY_NAMES, Policy, Surrogate, make_policy, random_scores
+from stemjax.campaign.presets import PRESETS, preset
+from stemjax.campaign.report import write_report
+from stemjax.campaign.sweep import (
+    WORLDS,
+    SweepConfig,
+    read_netcdf,
+    real_world_and_labels,
+    sweep,
+    validate,
+)
+
+__all__ = [
+    "METRICS",
+    "POLICY_NAMES",
+    "PRESETS",
+    "WORLDS",
+    "CampaignState",
+    "MetricLabels",
+    "Policy",
+    "Surrogate",
+    "SweepConfig",
+    "init_state",
+    "make_policy",
+    "metric_labels",
+    "preset",
+    "random_scores",
+    "random_seeds",
+    "read_netcdf",
+    "real_world_and_labels",
+    "run",
+    "run_many",
+    "step",
+    "sweep",
+    "validate",
+    "write_report",
+]
