@@ -151,7 +151,10 @@ def test_a14_vmap_over_padded_campaigns_equals_loop_over_unpadded():
         p_i = jax.tree.map(lambda a: a[i], params)
         looped = jax.jit(one)(p_i, GPData(*raw[i]), xs[i])
         for got, want in zip(batched, looped):
-            np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
+            # float32 Cholesky of 20 points at noise 0.05: padding changes the summation
+            # order, which moves results by a few ulp × condition (~1e-6); a padding leak
+            # would move them by the size of the data (~0.1).
+            np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
 
 
 def test_condition_reuses_the_factorisation():
