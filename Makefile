@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/forward_model.py
+	$(BIN)/python benchmarks/multislice.py
 	$(BIN)/python benchmarks/acquisition.py
 	$(BIN)/python benchmarks/surrogates.py
 	$(BIN)/python benchmarks/campaigns.py

@@ -1,4 +1,5 @@
-"""STEM physics: constants, specimens, probe, detectors, imaging, dose, noise and damage."""
+"""STEM physics: constants, specimens, potentials, probe, detectors, imaging (incoherent and
+multislice), dose, noise and damage."""
 
 from stemjax.physics.acquisition import Acquisition, Recording, acquire
 from stemjax.physics.constants import interaction_parameter, lorentz_factor, wavelength
@@ -10,15 +11,36 @@ from stemjax.physics.damage import (
     max_transferred_energy,
 )
 from stemjax.physics.defects import add_paired_vacancies, add_phase_domains, add_point_defects, rotated
-from stemjax.physics.detector import AnnularDetector, max_scattering_angle
+from stemjax.physics.detector import (
+    AnnularDetector,
+    max_scattering_angle,
+    radial_bins,
+    radial_profile,
+)
 from stemjax.physics.dose import DoseMap, deposit, dose_per_area, electrons_per_position, site_dose
 from stemjax.physics.elements import atomic_number
 from stemjax.physics.haadf import IncoherentImaging, annular_cross_section
+from stemjax.physics.multislice import (
+    Multislice,
+    band_limit,
+    ctf_image,
+    fresnel_propagator,
+    propagate,
+    thermal_displacements,
+    transmission_function,
+)
 from stemjax.physics.noise import (
     detector_readout,
     poisson_counts,
     poisson_relaxed,
     poisson_straight_through,
+)
+from stemjax.physics.potentials import (
+    PARAMETRISATIONS,
+    projected_potential,
+    scattering_factor,
+    slice_potentials,
+    specimen_grid,
 )
 from stemjax.physics.probe import (
     ABERRATION_SYMBOLS,
@@ -36,6 +58,8 @@ __all__ = [
     "AnnularDetector",
     "DoseMap",
     "IncoherentImaging",
+    "Multislice",
+    "PARAMETRISATIONS",
     "Probe",
     "Recording",
     "ScanDistortion",
@@ -49,7 +73,9 @@ __all__ = [
     "annular_cross_section",
     "apply_damage",
     "atomic_number",
+    "band_limit",
     "concatenate",
+    "ctf_image",
     "deposit",
     "detector_readout",
     "displacement_cross_section",
@@ -57,6 +83,7 @@ __all__ = [
     "distorted_path",
     "dose_per_area",
     "electrons_per_position",
+    "fresnel_propagator",
     "gan",
     "interaction_parameter",
     "lorentz_factor",
@@ -71,9 +98,18 @@ __all__ = [
     "poisson_counts",
     "poisson_relaxed",
     "poisson_straight_through",
+    "projected_potential",
+    "propagate",
+    "radial_bins",
+    "radial_profile",
     "rotated",
+    "scattering_factor",
     "scherzer_defocus",
     "sige",
     "site_dose",
+    "slice_potentials",
+    "specimen_grid",
+    "thermal_displacements",
+    "transmission_function",
     "wavelength",
 ]
