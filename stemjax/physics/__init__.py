@@ -1,7 +1,8 @@
-"""STEM physics: constants, specimens, potentials, probe, detectors, imaging (incoherent and
-multislice), dose, noise and damage."""
+"""STEM physics: constants, specimens, potentials, probe, detectors, imaging (incoherent,
+multislice-calibrated incoherent and multislice), dose, noise, damage and Bayesian inversion."""
 
 from stemjax.physics.acquisition import Acquisition, Recording, acquire
+from stemjax.physics.calibration import ColumnCalibration, calibration_table, load_calibration
 from stemjax.physics.constants import interaction_parameter, lorentz_factor, wavelength
 from stemjax.physics.crystals import gan, mx2_monolayer, nanoparticle_on_support, perovskite, sige
 from stemjax.physics.damage import (
@@ -20,6 +21,14 @@ from stemjax.physics.detector import (
 from stemjax.physics.dose import DoseMap, deposit, dose_per_area, electrons_per_position, site_dose
 from stemjax.physics.elements import atomic_number
 from stemjax.physics.haadf import IncoherentImaging, annular_cross_section
+from stemjax.physics.inversion import (
+    MultisliceImaging,
+    default_priors,
+    fit_svi,
+    image_model,
+    sample_posterior,
+    summarise,
+)
 from stemjax.physics.multislice import (
     Multislice,
     band_limit,
@@ -56,9 +65,11 @@ __all__ = [
     "ABERRATION_SYMBOLS",
     "Acquisition",
     "AnnularDetector",
+    "ColumnCalibration",
     "DoseMap",
     "IncoherentImaging",
     "Multislice",
+    "MultisliceImaging",
     "PARAMETRISATIONS",
     "Probe",
     "Recording",
@@ -74,8 +85,10 @@ __all__ = [
     "apply_damage",
     "atomic_number",
     "band_limit",
+    "calibration_table",
     "concatenate",
     "ctf_image",
+    "default_priors",
     "deposit",
     "detector_readout",
     "displacement_cross_section",
@@ -83,9 +96,12 @@ __all__ = [
     "distorted_path",
     "dose_per_area",
     "electrons_per_position",
+    "fit_svi",
     "fresnel_propagator",
     "gan",
+    "image_model",
     "interaction_parameter",
+    "load_calibration",
     "lorentz_factor",
     "make_specimen",
     "max_scattering_angle",
@@ -103,12 +119,14 @@ __all__ = [
     "radial_bins",
     "radial_profile",
     "rotated",
+    "sample_posterior",
     "scattering_factor",
     "scherzer_defocus",
     "sige",
     "site_dose",
     "slice_potentials",
     "specimen_grid",
+    "summarise",
     "thermal_displacements",
     "transmission_function",
     "wavelength",

@@ -22,6 +22,9 @@ components beyond 2α/λ, so τ is a finite Fourier series on a window of size
 farther than ``margin`` from the scanned area are ignored; probe tails beyond ``margin``
 are lost. The cost grows with the field of view and the number of sites, not with the
 sampling.
+
+With ``calibration="multislice"`` the model instead sums per-column detector cross-sections
+fitted to frozen-phonon multislice (:mod:`stemjax.physics.calibration`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from stemjax._validation import check_finite, check_positive
+from stemjax._validation import check_finite, check_positive, is_concrete
+from stemjax.physics.calibration import (
+    CALIBRATION_EXPONENT,
+    ColumnCalibration,
+    load_calibration,
+)
 from stemjax.physics.constants import BOHR_RADIUS_ANGSTROM, lorentz_factor, wavelength
 from stemjax.physics.detector import AnnularDetector
 from stemjax.physics.probe import Probe
@@ -82,12 +90,16 @@ class IncoherentImaging(eqx.Module):
         exponent: n of the Z^n cross-section law (≈1.7 for HAADF).
         margin: distance beyond the scanned area within which sites and probe tails are
             kept, Å (static).
+        calibration: None (the Rutherford/Beer–Lambert model) or the multislice correction
+            table for this probe and detector, which ``render`` then uses (see
+            :mod:`stemjax.physics.calibration`).
     """
 
     probe: Probe
     detector: AnnularDetector
     exponent: Float[Array, ""]
     margin: float = eqx.field(static=True)
+    calibration: ColumnCalibration | None
 
     def __init__(
         self,
@@ -95,13 +107,18 @@ class IncoherentImaging(eqx.Module):
         detector: AnnularDetector | None = None,
         exponent: float = 1.7,
         margin: float = 10.0,
+        calibration: str | ColumnCalibration | None = None,
     ):
+        """Args as in the attributes; ``calibration="multislice"`` loads the shipped table for
+        the probe's energy and semi-angle and the detector (ValueError if there is none), and
+        then ``exponent`` must stay 1.7, the law the table corrects."""
         check_positive("exponent", exponent)
         check_positive("margin", margin, "Å")
         self.probe = probe
         self.detector = AnnularDetector(*STEMGYM_HAADF) if detector is None else detector
         self.exponent = jnp.asarray(exponent, jnp.result_type(float))
         self.margin = float(margin)
+        self.calibration = _calibration(calibration, probe, self.detector, exponent)
 
     def scattering_depth(self, specimen: Specimen, scan: ScanGrid | ScanPath) -> Array:
         """(h, w) scattering depth τ beyond the probe cone at each probe position.
@@ -131,13 +148,46 @@ class IncoherentImaging(eqx.Module):
         return cone * jnp.exp(-tau) - beyond * alpha**2 * jnp.expm1(-tau)
 
     def render(self, specimen: Specimen, scan: ScanGrid | ScanPath) -> Float[Array, "h w"]:
-        """(h, w) fraction of incident electrons reaching ``self.detector`` at each position."""
-        return self.detector_fraction(self.detector, self.scattering_depth(specimen, scan))
+        """(h, w) fraction of incident electrons reaching ``self.detector`` at each position.
+
+        Calibrated: Σ_i c_i occ_i f(Z_i; c_i) σ(Z_i; inner, outer) ρ_B(r_i − p) (no closure);
+        raises ValueError for elements the table does not cover."""
+        if self.calibration is None:
+            return self.detector_fraction(self.detector, self.scattering_depth(specimen, scan))
+        self.calibration.check_elements(specimen.atomic_numbers, specimen.present)
+        path = scan.path() if isinstance(scan, ScanGrid) else scan
+        check_finite("scan.line_x0", path.line_x0)
+        check_finite("scan.line_y", path.line_y)
+        return _scattering_depth(self, specimen, path, True)
+
+
+def _calibration(calibration, probe: Probe, detector: AnnularDetector, exponent):
+    """The ColumnCalibration for ``IncoherentImaging(calibration=...)``, or None."""
+    if calibration is None:
+        return None
+    if is_concrete(exponent) and not np.allclose(exponent, CALIBRATION_EXPONENT):
+        raise ValueError(f"exponent must be {CALIBRATION_EXPONENT} with a calibration (the "
+                         f"table corrects that Z law); got {exponent!r}")  # fmt: skip
+    if isinstance(calibration, ColumnCalibration):
+        if not calibration.matches(probe.energy_kev, probe.semiangle_mrad, detector):
+            raise ValueError(
+                f"calibration is for {calibration.describe()}, not for this probe "
+                f"({probe.energy_kev:g} keV, {probe.semiangle_mrad:g} mrad) and detector "
+                f"({float(detector.inner_mrad):g}-{float(detector.outer_mrad):g} mrad)"
+            )
+        return calibration
+    if not isinstance(calibration, str):
+        raise ValueError(f"calibration must be None, 'multislice' or a ColumnCalibration; "
+                         f"got {calibration!r}")  # fmt: skip
+    return load_calibration(probe.energy_kev, probe.semiangle_mrad, detector, calibration)
 
 
 @eqx.filter_jit
-def _scattering_depth(model: IncoherentImaging, specimen: Specimen, path: ScanPath) -> Array:
-    """Compiled body of ``IncoherentImaging.scattering_depth`` (inputs already validated)."""
+def _scattering_depth(
+    model: IncoherentImaging, specimen: Specimen, path: ScanPath, calibrated: bool = False
+) -> Array:
+    """Compiled body of ``IncoherentImaging.scattering_depth`` (inputs already validated);
+    with ``calibrated``, the calibrated detector signal instead."""
     rows, cols = path.shape
     step = path.nominal_step
     probe = model.probe
@@ -166,9 +216,20 @@ def _scattering_depth(model: IncoherentImaging, specimen: Specimen, path: ScanPa
     y = specimen.positions[:, 1] - origin_y
     inside = (x >= 0) & (x < size_x) & (y >= 0) & (y < size_y)
     z = jnp.where(specimen.present, specimen.atomic_numbers, 1)  # padding may hold Z = 0
-    sigma = specimen.counts * specimen.occupancies * annular_cross_section(
-        z, probe.semiangle_mrad, jnp.inf, probe.energy_kev, model.exponent
-    )
+    if calibrated:
+        table = model.calibration
+        z = jnp.where(specimen.present, z, table.elements[0])  # no NaN rows on padding
+        factor = table.factor(z, specimen.counts)
+        factor = eqx.error_if(factor, jnp.any(jnp.isnan(factor)),
+                              "a present site's element is not in the calibration table")
+        per_atom = factor * annular_cross_section(
+            z, table.inner_mrad, table.outer_mrad, probe.energy_kev, CALIBRATION_EXPONENT
+        )
+    else:
+        per_atom = annular_cross_section(
+            z, probe.semiangle_mrad, jnp.inf, probe.energy_kev, model.exponent
+        )
+    sigma = specimen.counts * specimen.occupancies * per_atom
     weight = jnp.where(specimen.present & inside, sigma, 0.0)
 
     # structure factor S(ky, kx) = Σ w e^{2πi k·r} e^{−B k²/4}, separable in kx and ky
