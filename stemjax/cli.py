@@ -65,7 +65,12 @@ def _sweep(args: argparse.Namespace) -> int:
         overrides["paper_seeds"] = True
     if args.no_feature_space:
         overrides["feature_space"] = False
+    if args.time_budget_s is not None:
+        overrides["world_options"] = {**config.world_options, "time_budget_s": args.time_budget_s}
     config = dataclasses.replace(config, **overrides)
+    if args.time_budget_s is not None and config.world != "library":
+        raise ValueError(f"--time-budget-s applies to world 'library' only; got world "
+                         f"{config.world!r}")  # fmt: skip
     if args.world is None and config.world in ("pfm", "eels") and not _has_data(config.world):
         print(f"stemjax sweep: the real {config.world} data are not available here (see "
               "STEMJAX_DATA); running on the simulated 'domains' world instead", file=sys.stderr)
@@ -96,22 +101,26 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     demo.set_defaults(run=_demo)
 
-    from stemjax.campaign import POLICY_NAMES, PRESETS, WORLDS
+    from stemjax.campaign import LIBRARY_POLICY_NAMES, POLICY_NAMES, PRESETS, WORLDS
 
     sw = commands.add_parser(
         "sweep", help="run many autonomous campaigns per policy and summarise them",
-        description="Run campaigns x policies on a structure-property world, in resumable "
-        "chunks; write results.nc, summary.md and figures. Options override the preset.",
+        description="Run campaigns x policies on a structure-property world or on random "
+        "particle libraries (--preset library-3d), in resumable chunks; write results.nc, "
+        "summary.md and figures. Options override the preset.",
     )  # fmt: skip
     sw.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="(default quick)")
     sw.add_argument("--out", default=None, help="output folder (default sweep_<preset>)")
     sw.add_argument("--world", choices=WORLDS, default=None)
     sw.add_argument("--policies", nargs="+", metavar="POLICY", default=None,
-                    help=f"any of {', '.join(POLICY_NAMES)}")  # fmt: skip
+                    help=f"any of {', '.join(POLICY_NAMES)}; for world library any of "
+                    f"{', '.join(LIBRARY_POLICY_NAMES)}")  # fmt: skip
     for name in ("campaigns", "steps", "chunk", "n_seeds", "seed", "refit_steps", "fit_steps",
                  "principal_components"):
         sw.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None)
     sw.add_argument("--surrogate", choices=("gp", "dkl"), default=None)
+    sw.add_argument("--time-budget-s", dest="time_budget_s", type=float, default=None,
+                    help="world library: time budget per campaign, s (default: none)")  # fmt: skip
     sw.add_argument("--paper-seeds", action="store_true",
                     help="start every campaign from the world's own seed points")  # fmt: skip
     sw.add_argument("--no-feature-space", action="store_true",

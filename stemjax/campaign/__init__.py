@@ -1,5 +1,6 @@
 """Campaigns: the autonomous loop under ``lax.scan``, many campaigns under ``vmap``, sweeps
-sharded over devices and resumable from disk, and their reports."""
+sharded over devices and resumable from disk, and their reports. Campaigns on random particle
+libraries (paper 004) live in :mod:`stemjax.campaign.library`."""
 
 from stemjax.campaign.engine import (
     METRICS,
@@ -11,6 +12,18 @@ from stemjax.campaign.engine import (
     run,
     run_many,
     step,
+)
+from stemjax.campaign.library import RECORDS as LIBRARY_RECORDS
+from stemjax.campaign.library import LibraryState, simulate
+from stemjax.campaign.library import run as run_library
+from stemjax.campaign.library import run_many as run_many_libraries
+from stemjax.campaign.library_policy import (
+    LIBRARY_POLICY_NAMES,
+    SWITCH_RULES,
+    LibraryPolicy,
+    LibrarySurrogate,
+    expected_max_poisson,
+    library_policy,
 )
 from stemjax.campaign.policy import POLICY_NAMES, Policy, Surrogate, make_policy, random_scores
 from stemjax.campaign.presets import PRESETS, preset
@@ -25,6 +38,17 @@ from stemjax.campaign.sweep import (
 )
 
 __all__ = [
+    "LIBRARY_POLICY_NAMES",
+    "LIBRARY_RECORDS",
+    "SWITCH_RULES",
+    "LibraryPolicy",
+    "LibraryState",
+    "LibrarySurrogate",
+    "expected_max_poisson",
+    "library_policy",
+    "run_library",
+    "run_many_libraries",
+    "simulate",
     "METRICS",
     "POLICY_NAMES",
     "PRESETS",

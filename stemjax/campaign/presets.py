@@ -21,6 +21,17 @@ PRESETS: dict[str, SweepConfig] = {
                            feature_space=False),
     "particles": SweepConfig(world="particles", campaigns=64, steps=100, chunk=16,
                              feature_space=False),
+    # random particle libraries (paper 004 §IV.3, R2): region switching by value against the
+    # two fixed rules, 3 seeds, 150 iterations in 3-D and 300 in 4-D and 5-D
+    "library-3d": SweepConfig(world="library", policies=("mu", "every", "exhaust"),
+                              campaigns=256, steps=150, n_seeds=3, chunk=64,
+                              feature_space=False, world_options={"n_components": 3}),
+    "library-4d": SweepConfig(world="library", policies=("mu", "every", "exhaust"),
+                              campaigns=256, steps=300, n_seeds=3, chunk=32,
+                              feature_space=False, world_options={"n_components": 4}),
+    "library-5d": SweepConfig(world="library", policies=("mu", "every", "exhaust"),
+                              campaigns=256, steps=300, n_seeds=3, chunk=32,
+                              feature_space=False, world_options={"n_components": 5}),
 }  # fmt: skip
 """Preset name → :class:`~stemjax.campaign.sweep.SweepConfig`."""
 

@@ -100,7 +100,15 @@ def paired_table(results: dict[str, np.ndarray], config: SweepConfig) -> str:
 
 def write_report(out: str | os.PathLike, results: dict[str, np.ndarray], config: SweepConfig,
                  world=None, labels=None) -> str:  # fmt: skip
-    """Write ``summary.md`` and the figures under ``<out>/figures``; return the summary text."""
+    """Write ``summary.md`` and the figures under ``<out>/figures``; return the summary text.
+
+    Library sweeps (world ``"library"``) get their own summary
+    (:func:`stemjax.campaign.library_report.write_library_report`).
+    """
+    if config.world == "library":
+        from stemjax.campaign.library_report import write_library_report
+
+        return write_library_report(out, results, config)
     import matplotlib
 
     matplotlib.use("Agg")

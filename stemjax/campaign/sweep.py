@@ -32,10 +32,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import stemjax
 from stemjax.campaign.engine import METRICS, MetricLabels, metric_labels, random_seeds, run_many
+from stemjax.campaign.library_sweep import run_library_chunk, validate_library
 from stemjax.campaign.policy import POLICY_NAMES, Surrogate, make_policy
 
-WORLDS = ("pfm", "eels", "domains", "particles")
-"""World names a sweep accepts: two real data sets and two simulated families."""
+WORLDS = ("pfm", "eels", "domains", "particles", "library")
+"""World names a sweep accepts: two real data sets, two simulated structure–property families
+and random particle libraries (paper 004; see :mod:`stemjax.campaign.library_sweep`)."""
 
 
 @dataclass(frozen=True)
@@ -112,22 +114,27 @@ def validate(config: SweepConfig, out: str | os.PathLike | None = None) -> None:
         raise ValueError(f"world must be one of {WORLDS}; got {config.world!r}")
     if not config.policies:
         raise ValueError("policies must name at least one policy; got none")
-    unknown = [p for p in config.policies if p not in POLICY_NAMES]
-    if unknown:
-        raise ValueError(f"policies must be among {POLICY_NAMES}; got unknown {unknown}")
+    library = config.world == "library"
+    if not library:
+        unknown = [p for p in config.policies if p not in POLICY_NAMES]
+        if unknown:
+            raise ValueError(f"policies must be among {POLICY_NAMES}; got unknown {unknown}")
     if len(set(config.policies)) != len(config.policies):
         raise ValueError(f"policies must not repeat; got {list(config.policies)}")
     for name in ("campaigns", "steps", "n_seeds", "chunk", "fit_steps", "refit_steps",
                  "n_bins", "n_clusters"):  # fmt: skip
         _positive_int(name, getattr(config, name))
-    config.surrogate_settings()  # checks model name and learning rate
-    n = candidate_count(config)
-    seeds = 10 if config.paper_seeds else config.n_seeds
-    if seeds + config.steps > n:
-        raise ValueError(
-            f"steps must be at most {n - seeds} for world {config.world!r} ({n} candidates, "
-            f"{seeds} seeds); got {config.steps}"
-        )
+    if library:
+        validate_library(config)
+    else:
+        config.surrogate_settings()  # checks model name and learning rate
+        n = candidate_count(config)
+        seeds = 10 if config.paper_seeds else config.n_seeds
+        if seeds + config.steps > n:
+            raise ValueError(
+                f"steps must be at most {n - seeds} for world {config.world!r} ({n} "
+                f"candidates, {seeds} seeds); got {config.steps}"
+            )
     devices = jax.device_count()
     if devices > 1 and config.chunk % devices:
         raise ValueError(
@@ -230,6 +237,8 @@ def _run_chunk(config: SweepConfig, policy: str, keys, world=None, labels=None):
     if len(devices) > 1:
         mesh = Mesh(np.array(devices), ("campaign",))
         keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("campaign")))
+    if config.world == "library":
+        return run_library_chunk(config, policy, keys)
     key_json = dataclasses.replace(config, campaigns=1, chunk=1).to_json()
     fn = _chunk_function(key_json, policy, world is not None)
     return fn(keys) if world is None else fn(keys, world, labels)
@@ -348,8 +357,11 @@ def versions() -> dict[str, str]:
 def write_netcdf(path: str | os.PathLike, results: dict[str, np.ndarray], config: SweepConfig):
     """Write sweep records as labelled netCDF-3 arrays (policy × campaign × step).
 
-    Variables: every metric of :data:`~stemjax.campaign.engine.METRICS` (policy, campaign,
-    step), ``seeds`` (policy, campaign, seed), ``policy_name`` (policy, name_length) chars.
+    Variables: every record (policy, campaign, step): the metrics of
+    :data:`~stemjax.campaign.engine.METRICS`, or those of a library sweep
+    (:data:`~stemjax.campaign.library.RECORDS`; a record with a trailing axis, such as
+    ``composition``, gets a dimension ``<name>_axis``; booleans are stored as integers);
+    ``seeds`` (policy, campaign, seed), ``policy_name`` (policy, name_length) chars.
     Global attributes: ``config`` (JSON) and ``versions`` (JSON). Readable by xarray or
     netCDF4; written with SciPy (no extra dependency).
     """
@@ -357,7 +369,8 @@ def write_netcdf(path: str | os.PathLike, results: dict[str, np.ndarray], config
 
     path = Path(path)
     tmp = path.with_suffix(".tmp.nc")
-    n_pol, n_camp, n_steps = results["index"].shape
+    records = [k for k in results if k != "seeds"]
+    n_pol, n_camp, n_steps = results[records[0]].shape[:3]
     with netcdf_file(tmp, "w", version=2) as f:
         f.createDimension("policy", n_pol)
         f.createDimension("campaign", n_camp)
@@ -370,10 +383,15 @@ def write_netcdf(path: str | os.PathLike, results: dict[str, np.ndarray], config
         for dim, size in (("campaign", n_camp), ("step", n_steps)):
             var = f.createVariable(dim, "i4", (dim,))
             var[:] = np.arange(size) + (1 if dim == "step" else 0)
-        for name in METRICS:
+        for name in records:
             arr = results[name]
-            dtype = "i4" if np.issubdtype(arr.dtype, np.integer) else "f4"
-            var = f.createVariable(name, dtype, ("policy", "campaign", "step"))
+            exact = np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool
+            dtype = "i4" if exact else "f4"
+            dims = ("policy", "campaign", "step")
+            for axis, size in enumerate(arr.shape[3:]):
+                dims += (f"{name}_axis{axis or ''}",)
+                f.createDimension(dims[-1], size)
+            var = f.createVariable(name, dtype, dims)
             var[:] = arr.astype(dtype)
         seeds = f.createVariable("seeds", "i4", ("policy", "campaign", "seed"))
         seeds[:] = results["seeds"].astype("i4")
@@ -388,7 +406,10 @@ def read_netcdf(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], SweepCo
     from scipy.io import netcdf_file
 
     with netcdf_file(path, "r", mmap=False) as f:
-        results = {name: np.array(f.variables[name][:]) for name in (*METRICS, "seeds")}
+        results = {
+            name: np.array(var[:]) for name, var in f.variables.items()
+            if var.dimensions[:2] == ("policy", "campaign")
+        }  # fmt: skip
         config = SweepConfig.from_json(f.config.decode() if isinstance(f.config, bytes) else f.config)
         info = json.loads(f.versions.decode() if isinstance(f.versions, bytes) else f.versions)
     return results, config, info
