@@ -126,9 +126,11 @@ def write_report(out: str | os.PathLike, results: dict[str, np.ndarray], config:
         fig = plots.plot_metric_curves(curves, steps=steps, ylabel=_LABELS[metric])
         if reference and metric in REPORT_METRICS:
             ax = fig.axes[0]
+            colours = {ln.get_label().split(" ")[0]: ln.get_color() for ln in ax.get_lines()}
             for name, ref in reference.items():
                 n = min(len(ref[metric]), config.steps)
-                ax.plot(steps[:n], ref[metric][:n], ls=":", lw=1, label=f"published {name}")
+                ax.plot(steps[:n], ref[metric][:n], ls=":", lw=1, color=colours.get(name),
+                        label=f"published {name}")  # fmt: skip
             ax.legend(fontsize=7)
         fig.savefig(figures / f"{metric}.png", dpi=120, bbox_inches="tight")
         matplotlib.pyplot.close(fig)
