@@ -15,4 +15,6 @@ class PapersCNN(torch.nn.Module):
         self.out = torch.nn.Linear(512, 2)
 
     def forward(self, x):
-        return self.out(self.conv(x.reshape(-1, 1, 16, 16)).flatten(1))
+        """(..., 256) flattened patches → (..., 2) latent; leading batch axes are kept."""
+        z = self.out(self.conv(x.reshape(-1, 1, 16, 16)).flatten(1))
+        return z.reshape(*x.shape[:-1], 2)
