@@ -16,9 +16,10 @@ warm-up). abTEM is optional (the ``bench`` extra); without it the script reports
 ``--convergence`` adds the static (B = 0, no phonons) column signals at 0.04, 0.03 and
 0.02 Å pixels from both codes, which shows how each converges with the sampling.
 
-Writes ``benchmarks/results/multislice.json`` and ``multislice.md``.
+Writes ``benchmarks/results/<name>.json`` and ``<name>.md`` (``--name``, default ``multislice``).
 
     python benchmarks/multislice.py [--phonons 8] [--repeats 3] [--convergence]
+        [--sampling 0.04] [--name multislice]
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ RASTER = 8
 COLUMNS = {"Sr": (0, 0), "TiO": (RASTER // 2, RASTER // 2), "O": (0, RASTER // 2)}  # [row, col]
 
 
-def stemjax_scan(phonons: int, repeats: int) -> dict:
+def stemjax_scan(phonons: int, repeats: int, sampling: float) -> dict:
     specimen = perovskite("SrTiO3", CELLS, THICKNESS)
-    model = Multislice(Probe(ENERGY, SEMIANGLE), specimen, SAMPLING, SLICE)
+    model = Multislice(Probe(ENERGY, SEMIANGLE), specimen, sampling, SLICE)
     steps = A + np.arange(RASTER) * A / RASTER  # the middle cell; the grid is periodic
     x, y = np.meshgrid(steps, steps)
     positions = jnp.asarray(np.stack([x, y], axis=-1))
@@ -71,7 +72,7 @@ def stemjax_scan(phonons: int, repeats: int) -> dict:
     }
 
 
-def abtem_scan(phonons: int, repeats: int) -> dict | None:
+def abtem_scan(phonons: int, repeats: int, sampling: float) -> dict | None:
     try:
         import abtem
         from ase import Atoms
@@ -81,7 +82,7 @@ def abtem_scan(phonons: int, repeats: int) -> dict | None:
     sigma = float(np.sqrt(DEBYE_WALLER / (8 * np.pi**2)))
     frozen = abtem.FrozenPhonons(atoms, num_configs=phonons, sigmas=sigma, seed=0)
     potential = abtem.Potential(
-        frozen, sampling=SAMPLING, slice_thickness=SLICE, parametrization="lobato"
+        frozen, sampling=sampling, slice_thickness=SLICE, parametrization="lobato"
     )
     probe = abtem.Probe(energy=ENERGY * 1e3, semiangle_cutoff=SEMIANGLE)
     scan = abtem.GridScan(start=(A, A), end=(2 * A, 2 * A), gpts=(RASTER, RASTER), endpoint=False)
@@ -156,10 +157,12 @@ def main() -> None:
     parser.add_argument("--phonons", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--convergence", action="store_true")
+    parser.add_argument("--sampling", type=float, default=SAMPLING, help="pixel size, Å")
+    parser.add_argument("--name", default="multislice", help="results file stem")
     args = parser.parse_args()
 
-    ours = stemjax_scan(args.phonons, args.repeats)
-    theirs = abtem_scan(args.phonons, args.repeats)
+    ours = stemjax_scan(args.phonons, args.repeats, args.sampling)
+    theirs = abtem_scan(args.phonons, args.repeats, args.sampling)
     rows = [{"code": f"stemjax (jax {jax.__version__})", **columns(ours["image"]),
              "best_s": ours["best_s"], "first_call_s": ours["first_call_s"]}]  # fmt: skip
     if theirs is not None:
@@ -186,7 +189,7 @@ def main() -> None:
         meta["time_ratio_meaning"] = "abTEM time / stemjax time (> 1: stemjax faster)"
     static = convergence() if args.convergence else []
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "multislice.json").write_text(
+    (RESULTS / f"{args.name}.json").write_text(
         json.dumps({"meta": meta, "rows": rows, "static_convergence": static}, indent=2)
     )
     lines = [
@@ -213,7 +216,7 @@ def main() -> None:
             *(f"| {r['code']} | {r['sampling']} | {r['Sr']:.4f} | {r['TiO']:.4f} | {r['O']:.5f} |"
               for r in static),  # fmt: skip
         ]
-    (RESULTS / "multislice.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
