@@ -52,7 +52,7 @@ from stemjax.acquisition._checks import check_simplex
 from stemjax.campaign.library_policy import SWITCH_RULES, LibraryPolicy, _expected_max_poisson
 from stemjax.models import GPData, GPParams, Kernel, fit
 from stemjax.models.fit import adam
-from stemjax.models.gp import ConditionedGP, _condition, jitter
+from stemjax.models.gp import ConditionedGP, _condition, _masked_mean, jitter
 from stemjax.posterior import Posterior
 from stemjax.worlds.library_measurements import (
     ACTIONS,
@@ -124,8 +124,7 @@ def _params(policy: LibraryPolicy, instrument: Instrument, data: GPData) -> GPPa
 
 
 def _data_mean(data: GPData) -> Array:
-    w = data.mask.astype(data.y.dtype)
-    return jnp.sum(w * data.y) / jnp.maximum(jnp.sum(w), 1.0)
+    return _masked_mean(data.y, data.mask)
 
 
 def _initial_times(instrument: Instrument, n_seeds) -> Array:

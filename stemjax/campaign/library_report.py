@@ -86,12 +86,6 @@ def final(records: dict, name: str) -> np.ndarray:
 # figures of one campaign
 
 
-def _axes(ax: Axes | None, figsize) -> Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
-
-
 def plot_real_space(
     positions_um, x_um, y_um, *, region_centres_um=None, fov_um=None, seeds_um=None,
     ax: Axes | None = None, title: str = "",
@@ -106,7 +100,7 @@ def plot_real_space(
             path; fov_um: (2,) its size, to draw the fields of view visited.
         seeds_um: (s, 2) positions of the seed particles.
     """
-    ax = _axes(ax, (4.8, 4.4))
+    ax = plots._axes(ax, (4.8, 4.4))
     p = np.asarray(positions_um, float)
     ax.scatter(p[:, 0], p[:, 1], s=2, c="0.8", edgecolors="none")
     x, y = np.asarray(x_um, float), np.asarray(y_um, float)
@@ -153,7 +147,7 @@ def plot_simplex(compositions, *, seeds=None, labels=("A", "B", "C"), ax: Axes |
         seeds: (s, 3) seed compositions, drawn cyan.
         labels: names of the three components, at their corners.
     """
-    ax = _axes(ax, (4.4, 4.0))
+    ax = plots._axes(ax, (4.4, 4.0))
     corners = ternary(np.eye(3))
     ax.plot(*np.vstack([corners, corners[:1]]).T, color="black", lw=0.8)
     for (cx, cy), name in zip(corners, labels):
@@ -176,7 +170,7 @@ def plot_simplex(compositions, *, seeds=None, labels=("A", "B", "C"), ax: Axes |
 
 def plot_with_switches(values, switched, *, ylabel: str = "", ax: Axes | None = None) -> Figure:
     """One campaign's curve (T,) with dashed lines at its region changes (Fig. 3c, d)."""
-    ax = _axes(ax, (4.5, 3.0))
+    ax = plots._axes(ax, (4.5, 3.0))
     v = np.asarray(values, float)
     steps = np.arange(1, v.shape[0] + 1)
     for s in steps[np.asarray(switched, bool)]:
@@ -191,7 +185,7 @@ def plot_with_switches(values, switched, *, ylabel: str = "", ax: Axes | None = 
 def plot_visit_fractions(fractions, *, ax: Axes | None = None, label: str = "") -> Figure:
     """Fraction of particles measured per visited region: bars for one campaign (V,), or the
     mean with a 95 % bootstrap band over campaigns (C, V) (Fig. 3e)."""
-    ax = _axes(ax, (4.5, 3.0))
+    ax = plots._axes(ax, (4.5, 3.0))
     f = np.asarray(fractions, float)
     if f.ndim == 1:
         ok = np.isfinite(f)

@@ -24,11 +24,13 @@ Each site is looked up with its own ``counts``: sites of different elements that
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -94,14 +96,7 @@ class ColumnCalibration(eqx.Module):
         rows = self.factors[z]
         counts = jnp.broadcast_to(jnp.asarray(counts, rows.dtype), z.shape)
         # linear interpolation between the nodes, constant beyond the ends
-        c = jnp.clip(counts, self.counts[0], self.counts[-1])
-        upper = jnp.clip(jnp.searchsorted(self.counts, c, side="right"), 1, self.counts.size - 1)
-        lo, hi = self.counts[upper - 1], self.counts[upper]
-        t = (c - lo) / (hi - lo)
-        pick = jnp.take_along_axis
-        f_lo = pick(rows, (upper - 1)[..., None], axis=-1)[..., 0]
-        f_hi = pick(rows, upper[..., None], axis=-1)[..., 0]
-        return f_lo + t * (f_hi - f_lo)
+        return jax.vmap(lambda c, row: jnp.interp(c, self.counts, row))(counts, rows)
 
     def check_elements(self, z, present) -> None:
         """Raise ValueError if a present site's element is not covered (concrete inputs only)."""
@@ -145,7 +140,7 @@ def calibration_table(name: str = "multislice") -> dict:
     """The shipped table as a dict: ``counts``, ``geometries`` (each with ``energy_kev``,
     ``semiangle_mrad``, ``detector``, ``inner_mrad``, ``outer_mrad``, ``factors`` by element
     symbol) and ``metadata``. A copy: changing it does not change the table."""
-    return json.loads(json.dumps(_read(name)))
+    return copy.deepcopy(_read(name))
 
 
 def load_calibration(

@@ -48,7 +48,7 @@ from stemjax._validation import check_int_at_least, check_nonnegative, check_pos
 from stemjax.physics.detector import AnnularDetector
 from stemjax.physics.haadf import IncoherentImaging
 from stemjax.physics.multislice import Multislice
-from stemjax.physics.probe import ABERRATION_SYMBOLS, Probe
+from stemjax.physics.probe import Probe
 from stemjax.physics.scan import ScanGrid
 from stemjax.physics.specimen import Specimen
 
@@ -56,7 +56,6 @@ LATENTS = ("defocus_A", "Cs_um", "dose_scale", "column_log_scale", "shift_A")
 """Names of the latent sites :func:`image_model` can infer."""
 
 _ANGSTROM_PER_UM = 1e4
-_CS = ABERRATION_SYMBOLS.index("C30")
 
 
 class MultisliceImaging(eqx.Module):
@@ -99,7 +98,7 @@ def default_priors(probe: Probe, capacity: int) -> dict:
     ``probe`` and a specimen of ``capacity`` slots."""
     return {
         "defocus_A": dist.Normal(probe.defocus, 50.0),
-        "Cs_um": dist.Normal(probe.coefficients[_CS] / _ANGSTROM_PER_UM, 5.0),
+        "Cs_um": dist.Normal(probe.aberration("Cs") / _ANGSTROM_PER_UM, 5.0),
         "dose_scale": dist.LogNormal(0.0, 0.5),
         "column_log_scale": dist.Normal(jnp.zeros(capacity), 0.3),
         "shift_A": dist.Normal(jnp.zeros((capacity, 2)), 0.2),
@@ -139,7 +138,7 @@ def image_model(
         return numpyro.sample(name, prior[name]) if name in infer else nominal
 
     defocus = latent("defocus_A", probe.defocus)
-    cs_um = latent("Cs_um", probe.coefficients[_CS] / _ANGSTROM_PER_UM)
+    cs_um = latent("Cs_um", probe.aberration("Cs") / _ANGSTROM_PER_UM)
     dose = latent("dose_scale", 1.0)
     moved = specimen
     if "column_log_scale" in infer:
