@@ -28,7 +28,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from stemjax._validation import check_int_at_least, check_nonnegative, check_positive, is_concrete
 from stemjax.acquisition._checks import check_simplex
@@ -192,19 +192,25 @@ def _switch_gain_core(key, density, area, score_fn, sample_compositions, n_sampl
     return jnp.mean(jnp.where(counts > 0, best, 0.0))
 
 
-def _poisson_counts(key: PRNGKeyArray, rate: Array, n: int, capacity: int) -> Array:
-    """(n,) draws of N ~ Poisson(rate) clipped at ``capacity``, by inverting the CDF.
+def poisson_from_uniform(u: Float[Array, "..."], rate: ArrayLike, capacity: int
+                         ) -> Int[Array, "..."]:  # fmt: skip
+    """N ~ Poisson(rate) clipped at ``capacity`` for each uniform in ``u``, by inverting the CDF.
 
-    One uniform per draw, compared with the (capacity,) cumulative probabilities: no
-    rejection loop, so it compiles and runs fast and vectorises over campaigns.
+    Each uniform is compared with the (capacity,) cumulative probabilities: no rejection
+    loop, so it compiles and runs fast and vectorises over campaigns. ``rate`` ≤ 0 gives 0.
     """
-    k = jnp.arange(capacity, dtype=rate.dtype)
+    rate = jnp.asarray(rate, u.dtype)
+    k = jnp.arange(capacity, dtype=u.dtype)
     safe = jnp.where(rate > 0, rate, 1.0)
     log_pmf = k * jnp.log(safe) - safe - jax.scipy.special.gammaln(k + 1.0)
-    pmf = jnp.where(rate > 0, jnp.exp(log_pmf), (k == 0).astype(rate.dtype))
+    pmf = jnp.where(rate > 0, jnp.exp(log_pmf), (k == 0).astype(u.dtype))
     cdf = jnp.cumsum(pmf)  # P(N <= k), k < capacity
-    u = jax.random.uniform(key, (n,), rate.dtype)
-    return jnp.sum(u[:, None] >= cdf[None, :], axis=-1)
+    return jnp.sum(u[..., None] >= cdf, axis=-1).astype(jnp.int32)
+
+
+def _poisson_counts(key: PRNGKeyArray, rate: Array, n: int, capacity: int) -> Array:
+    """(n,) draws of N ~ Poisson(rate) clipped at ``capacity``."""
+    return poisson_from_uniform(jax.random.uniform(key, (n,), rate.dtype), rate, capacity)
 
 
 def compositional_novelty(

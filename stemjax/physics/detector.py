@@ -13,6 +13,10 @@ from stemjax.physics.constants import wavelength
 from stemjax.physics.probe import _pair, spatial_frequencies
 
 
+STEMGYM_HAADF = (68.0, 200.0)
+"""Inner and outer angles of the STEMGym HAADF detector, mrad (shared/papers/000, app. C)."""
+
+
 def max_scattering_angle(sampling: ArrayLike, energy_kev: ArrayLike) -> Array:
     """Largest scattering angle kept after 2/3 anti-aliasing, λ/(3Δx), mrad.
 
@@ -56,8 +60,8 @@ class AnnularDetector(eqx.Module):
         angles = {
             "BF": (0.0, alpha),
             "ABF": (0.5 * alpha, alpha),
-            "MAADF": (2.0 * alpha, 68.0),
-            "HAADF": (68.0, 200.0),
+            "MAADF": (2.0 * alpha, STEMGYM_HAADF[0]),
+            "HAADF": STEMGYM_HAADF,
         }
         if name not in angles:
             raise ValueError(f"name must be one of {tuple(angles)}; got {name!r}")

@@ -44,13 +44,10 @@ from stemjax.physics.calibration import (
     load_calibration,
 )
 from stemjax.physics.constants import BOHR_RADIUS_ANGSTROM, lorentz_factor, wavelength
-from stemjax.physics.detector import AnnularDetector
+from stemjax.physics.detector import STEMGYM_HAADF, AnnularDetector
 from stemjax.physics.probe import Probe
 from stemjax.physics.scan import ScanGrid, ScanPath
 from stemjax.physics.specimen import Specimen
-
-STEMGYM_HAADF = (68.0, 200.0)
-"""Inner and outer angles of the STEMGym HAADF detector, mrad (shared/papers/000, app. C)."""
 
 
 def annular_cross_section(

@@ -55,6 +55,9 @@ from stemjax.physics.specimen import Specimen
 LATENTS = ("defocus_A", "Cs_um", "dose_scale", "column_log_scale", "shift_A")
 """Names of the latent sites :func:`image_model` can infer."""
 
+DEFAULT_INFER = ("defocus_A", "Cs_um", "dose_scale")
+"""The latents :func:`image_model` infers unless told otherwise."""
+
 _ANGSTROM_PER_UM = 1e4
 
 
@@ -112,7 +115,7 @@ def image_model(
     specimen: Specimen,
     grid: ScanGrid,
     electrons: float,
-    infer: Sequence[str] = ("defocus_A", "Cs_um", "dose_scale"),
+    infer: Sequence[str] = DEFAULT_INFER,
     priors: dict | None = None,
     background: float = 0.01,
 ) -> None:
@@ -156,7 +159,8 @@ def image_model(
     numpyro.sample("counts", dist.Poisson(rate).to_event(2), obs=counts)
 
 
-def _check(infer, electrons, background, counts, grid) -> None:
+def _check(counts, *, grid, electrons, infer=DEFAULT_INFER, background=0.01, **_) -> None:
+    """Validate the observed counts and :func:`image_model`'s keyword arguments."""
     unknown = [name for name in infer if name not in LATENTS]
     if unknown or not infer:
         raise ValueError(f"infer must name one or more of {LATENTS}; got {tuple(infer)}")
@@ -193,9 +197,7 @@ def sample_posterior(
     Returns:
         {site: (num_chains · num_samples, ...) draws} for the inferred latents.
     """
-    _check(model_kwargs.get("infer", ("defocus_A", "Cs_um", "dose_scale")),
-           model_kwargs.get("electrons", 1.0), model_kwargs.get("background", 0.01), counts,
-           model_kwargs["grid"])  # fmt: skip
+    _check(counts, **model_kwargs)
     check_int_at_least("num_samples", num_samples, 1)
     mcmc = MCMC(
         NUTS(image_model, init_strategy=init_to_median(num_samples=15), dense_mass=dense_mass),
@@ -235,9 +237,7 @@ def fit_svi(
     Returns:
         ({site: (num_samples, ...) draws}, (steps,) loss = −ELBO per step).
     """
-    _check(model_kwargs.get("infer", ("defocus_A", "Cs_um", "dose_scale")),
-           model_kwargs.get("electrons", 1.0), model_kwargs.get("background", 0.01), counts,
-           model_kwargs["grid"])  # fmt: skip
+    _check(counts, **model_kwargs)
     guides = {"normal": AutoNormal, "lowrank": AutoLowRankMultivariateNormal}
     if guide not in guides:
         raise ValueError(f"guide must be one of {tuple(guides)}; got {guide!r}")

@@ -28,15 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float, PRNGKeyArray
 
-from stemjax._validation import check_finite, check_int_at_least, check_positive, is_concrete
+from stemjax._validation import check_finite, check_int_at_least, is_concrete
 from stemjax.physics.constants import interaction_parameter, wavelength
 from stemjax.physics.detector import AnnularDetector, max_scattering_angle, radial_bins
 from stemjax.physics.potentials import (
-    _check_parametrisation,
-    _check_species,
     _slice_potentials,
+    _static_arguments,
     projected_potential,
-    species_of,
     specimen_grid,
 )
 from stemjax.physics.probe import Probe, _pair, spatial_frequencies
@@ -143,13 +141,13 @@ class Multislice(eqx.Module):
         unless ``species`` is given); ``sampling`` is the largest pixel size, Å (the grid
         spans the cell exactly, so the pixels may be slightly smaller); other arguments as
         in the attributes."""
-        check_positive("slice_thickness", slice_thickness, "Å")
         self.probe = probe
-        self.shape, self.sampling = specimen_grid(specimen, sampling)
+        shape, sampling = specimen_grid(specimen, sampling)
+        self.shape, self.sampling, self.species, self.n_slices = _static_arguments(
+            specimen, shape, sampling, species, parametrisation, slice_thickness, None
+        )
         self.slice_thickness = float(slice_thickness)
-        self.n_slices = max(1, int(np.ceil(float(specimen.cell[2]) / slice_thickness - 1e-9)))
-        self.parametrisation = _check_parametrisation(parametrisation)
-        self.species = _check_species(species_of(specimen) if species is None else species)
+        self.parametrisation = parametrisation
         reach = float(max_scattering_angle(max(self.sampling), probe.energy_kev))
         if probe.semiangle_mrad > reach:
             raise ValueError(

@@ -46,7 +46,11 @@ from stemjax._validation import (
     check_positive,
 )
 from stemjax.acquisition._checks import check_simplex
-from stemjax.acquisition.region_switch import dirichlet_compositions, poisson_capacity
+from stemjax.acquisition.region_switch import (
+    dirichlet_compositions,
+    poisson_capacity,
+    poisson_from_uniform,
+)
 
 __all__ = [
     "LibraryConfig",
@@ -384,15 +388,6 @@ def make_library(key: PRNGKeyArray, config: LibraryConfig = LibraryConfig()) -> 
     return _make_library(key, config)
 
 
-def _poisson_from_uniform(u: Array, rate: float, capacity: int) -> Array:
-    """N ~ Poisson(rate) clipped at ``capacity``, by inverting the CDF at the uniform ``u``."""
-    k = jnp.arange(capacity, dtype=u.dtype)
-    if rate <= 0:
-        return jnp.zeros((), jnp.int32)
-    log_pmf = k * math.log(rate) - rate - jax.scipy.special.gammaln(k + 1.0)
-    return jnp.sum(u >= jnp.cumsum(jnp.exp(log_pmf))).astype(jnp.int32)
-
-
 @eqx.filter_jit
 def _make_library(key, config: LibraryConfig) -> ParticleLibrary:
     p, m, q, k = config.particle_capacity, config.region_slots, config.n_components, config.n_peaks
@@ -403,7 +398,7 @@ def _make_library(key, config: LibraryConfig) -> ParticleLibrary:
     tiny = jnp.finfo(dtype).tiny
     u = jax.random.uniform(k_u, (sum(sizes),), dtype, minval=tiny, maxval=1.0)
     u_n, u_pos, u_rad, u_comp, u_peak, u_amp = jnp.split(u, np.cumsum(sizes)[:-1])
-    n = _poisson_from_uniform(u_n[0], config.mean_count, p)
+    n = poisson_from_uniform(u_n[0], config.mean_count, p)
     present = jnp.arange(p) < n
     positions = u_pos.reshape(p, 2) * jnp.asarray(config.area_um, dtype)
     mu, sd = config.radius_mean_nm, config.radius_std_nm

@@ -85,7 +85,7 @@ def test_calibrated_model_reproduces_a_fresh_multislice_column():
     assert abs(uncalibrated / fresh - 1) > 2 * stated  # the calibration is what makes it agree
 
 
-def test_calibrated_render_is_differentiable_in_positions_and_counts():
+def test_calibrated_render_is_differentiable_in_positions_and_counts(x64):
     model = IncoherentImaging(Probe(80.0, 30.0), calibration="multislice")
     grid = ScanGrid((4, 4), 0.3, origin=(3.5, 3.5))
     padded = make_specimen([[4.0, 4.0], [0.0, 0.0]], [42, 0], [8.0, 8.0, 2.0],
@@ -99,7 +99,12 @@ def test_calibrated_render_is_differentiable_in_positions_and_counts():
         return jnp.sum(model.render(specimen, grid))
 
     gx, gc = jax.grad(total, argnums=(0, 1))(4.1, 2.5)
-    assert np.isfinite(float(gx)) and np.isfinite(float(gc)) and float(gc) > 0
+    h = 1e-4
+    fx = (total(4.1 + h, 2.5) - total(4.1 - h, 2.5)) / (2 * h)
+    fc = (total(4.1, 2.5 + h) - total(4.1, 2.5 - h)) / (2 * h)
+    np.testing.assert_allclose([float(gx), float(gc)], [float(fx), float(fc)], rtol=1e-4,
+                               atol=1e-9 * abs(float(total(4.1, 2.5))))  # fmt: skip
+    assert float(gc) > 0
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,11 @@ def test_library_layout_regions_and_targets(library):
     idx, found = overview_scan(library, 4, Instrument(min_detectable_radius_nm=15.0))
     expect = np.asarray(library.member_mask[4]) & (np.asarray(library.radii_nm)[idx] >= 15.0)
     np.testing.assert_array_equal(found, expect)
+    assert 0 < int(np.sum(found)) < int(np.sum(library.member_mask[4]))  # the cut bites
+    _, none = overview_scan(library, 4, Instrument(min_detectable_radius_nm=1e4))
+    assert not np.any(none)
+    _, everything = overview_scan(library, 4, Instrument(min_detectable_radius_nm=0.0))
+    np.testing.assert_array_equal(everything, library.member_mask[4])
 
 
 def test_target_is_a_sum_of_gaussians():
