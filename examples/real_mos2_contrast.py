@@ -2,7 +2,9 @@
 
 Reads the real 60 kV HAADF images of (V-doped) MoS2 monolayers in ``../shared/data/mos2_haadf``
 (SciLink, M. Ziatdinov et al., ORNL; MIT as declared), measures each image's lattice from its
-strongest Bragg peak and its Mo : S2 column contrast from the lattice-averaged unit cell, and
+first-order Bragg peaks (``stemjax.perception.sites.hexagonal_lattice``; the pixel size from
+the cell area, since these scans are stretched by ~10-20 % along one axis) and its Mo : S2
+column contrast from the lattice-averaged unit cell, and
 does the same for stemjax images of MoS2 simulated at 60 keV with the real images' pixel size.
 
 Contrast = (I_Mo − I_hollow) / (I_S2 − I_hollow), I the unit-cell average at each site. For the
@@ -20,6 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from stemjax.perception.sites import hexagonal_lattice, pixel_size_from_lattice
 from stemjax.physics import (
     Acquisition,
     IncoherentImaging,
@@ -33,26 +36,9 @@ MOS2_A = 3.160  # Å, in-plane lattice parameter of the builder
 BRAGG_100 = MOS2_A * np.sqrt(3) / 2  # Å, spacing of the strongest lattice fringes
 
 
-def bragg_peaks(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two non-collinear first-order Bragg peaks (cycles per pixel) of a hexagonal lattice."""
-    n = image.shape[0]
-    amplitude = np.abs(np.fft.fft2(image - image.mean()))
-    k = np.fft.fftfreq(n)
-    ky, kx = np.meshgrid(k, k, indexing="ij")
-    radius = np.hypot(kx, ky)
-    amplitude[(radius < 8 / n) | (radius > 1 / 6)] = 0
-    first = np.unravel_index(np.argmax(amplitude), amplitude.shape)
-    g1 = np.array([kx[first], ky[first]])
-    angle = np.abs(np.arctan2(kx * g1[1] - ky * g1[0], kx * g1[0] + ky * g1[1]))
-    ring = np.abs(radius - np.hypot(*g1)) < 0.1 * np.hypot(*g1)
-    amplitude[~(ring & (np.abs(angle - np.pi / 3) < 0.15))] = 0
-    second = np.unravel_index(np.argmax(amplitude), amplitude.shape)
-    return g1, np.array([kx[second], ky[second]])
-
-
 def contrast(image: np.ndarray, bins: int = 30) -> float:
     """Mo : S2 column contrast from the lattice-averaged unit cell (see module docstring)."""
-    g1, g2 = bragg_peaks(image)
+    g1, g2 = hexagonal_lattice(image)
     rows, cols = np.indices(image.shape)
     u = (cols * g1[0] + rows * g1[1]) % 1.0
     v = (cols * g2[0] + rows * g2[1]) % 1.0
@@ -98,8 +84,9 @@ def main() -> None:
         image = np.load(path, allow_pickle=False)
         meta = json.loads(path.with_suffix(".json").read_text())
         fov = meta.get("experimental_details", {}).get("spatial_info", {}).get("field_of_view_x")
-        fringe = 1.0 / np.hypot(*bragg_peaks(image)[0])
-        pixel = BRAGG_100 / fringe
+        g1, g2 = hexagonal_lattice(image)
+        fringe = 1.0 / np.hypot(*g1)  # the strongest fringes
+        pixel = pixel_size_from_lattice(g1, g2, MOS2_A)  # from the cell area: scans are anisotropic
         pixels.append(pixel)
         stated = f"{10 * fov:.0f}" if fov else "?"
         print(

@@ -208,3 +208,125 @@ def test_compare_policies_rows():
 def test_compare_policies_rejects_bad_input(metric, match):
     with pytest.raises(ValueError, match=match):
         stats.compare_policies(metric)
+
+
+# ----------------------------------------------------------------------------- Bonferroni
+
+
+def test_bonferroni_closed_form_and_relation_to_holm():
+    p = np.array([0.01, 0.04, 0.03, 0.5])
+    np.testing.assert_allclose(stats.bonferroni(p), [0.04, 0.16, 0.12, 1.0])
+    assert np.all(stats.holm(p) <= stats.bonferroni(p))  # Holm is never more conservative
+    np.testing.assert_array_equal(stats.bonferroni([0.3]), [0.3])
+    np.testing.assert_array_equal(stats.bonferroni([0.0, 1.0]), [0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "p, match",
+    [([0.1, 1.2], r"p_values must lie in \[0, 1\]"), ([[0.1]], r"p_values must have shape \(m,\)"),
+     ([], "with m ≥ 1"), ([np.nan], r"p_values must lie in \[0, 1\]")],
+)  # fmt: skip
+def test_bonferroni_rejects_bad_input(p, match):
+    with pytest.raises(ValueError, match=match):
+        stats.bonferroni(p)
+
+
+# ----------------------------------------------------------------------------------- TOST
+
+
+def test_student_t_matches_scipy():
+    for df in (1, 2, 3, 7, 29, 400):
+        for t in (-35.0, -4.0, -1.0, -0.2, 0.0, 0.3, 1.7, 6.0, 80.0):
+            assert stats._t_sf(t, df) == pytest.approx(scipy.stats.t.sf(t, df), rel=1e-10,
+                                                       abs=1e-300)  # fmt: skip
+        for q in (0.5, 0.9, 0.95, 0.975, 0.9999):
+            assert stats._t_ppf(q, df) == pytest.approx(scipy.stats.t.ppf(q, df), rel=1e-10,
+                                                        abs=1e-12)  # fmt: skip
+    # closed forms: df = 1 is Cauchy, P(T > 1) = 1/4; df = 2: P(T > t) = ½ (1 − t/√(2 + t²))
+    assert stats._t_sf(1.0, 1) == pytest.approx(0.25, rel=1e-13)
+    assert stats._t_sf(2.0, 2) == pytest.approx(0.5 * (1 - 2 / np.sqrt(6)), rel=1e-13)
+    assert stats._t_ppf(0.95, 1) == pytest.approx(np.tan(np.pi * 0.45), rel=1e-12)
+
+
+def test_tost_hand_computed_statistics():
+    # differences 0.1, −0.1, 0.2, 0.0: mean 0.05, s = √(0.05/3), se = s/2, margin 0.3
+    a = np.array([1.1, 0.9, 1.2, 1.0])
+    b = np.ones(4)
+    result = stats.tost_paired(a, b, 0.3)
+    se = np.sqrt(0.05 / 3) / 2
+    assert result.mean_difference == pytest.approx(0.05)
+    assert result.df == 3
+    assert result.t_lower == pytest.approx(0.35 / se)
+    assert result.t_upper == pytest.approx(-0.25 / se)
+
+    def sf3(t):  # df = 3: P(T > t) = ½ − (1/π)[atan(t/√3) + √3 t/(3 + t²)]
+        return 0.5 - (np.arctan(t / np.sqrt(3)) + np.sqrt(3) * t / (3 + t * t)) / np.pi
+
+    assert result.p_lower == pytest.approx(sf3(0.35 / se), rel=1e-9)
+    assert result.p_upper == pytest.approx(sf3(0.25 / se), rel=1e-9)
+    assert result.p_value == max(result.p_lower, result.p_upper)
+    half = scipy.stats.t.ppf(0.95, 3) * se
+    assert (result.ci_low, result.ci_high) == pytest.approx((0.05 - half, 0.05 + half))
+    assert result.equivalent == (result.p_value < 0.05)
+    assert result.equivalent == (-0.3 < result.ci_low and result.ci_high < 0.3)
+
+
+def test_tost_matches_scipy_one_sided_t_tests():
+    rng = np.random.default_rng(0)
+    for n, shift in ((5, 0.0), (12, 0.05), (30, -0.2), (200, 0.01)):
+        a = rng.normal(0.3, 0.1, n)
+        b = a - shift + rng.normal(0, 0.05, n)
+        result = stats.tost_paired(a, b, 0.1)
+        d = a - b
+        greater = scipy.stats.ttest_1samp(d, -0.1, alternative="greater")
+        less = scipy.stats.ttest_1samp(d, 0.1, alternative="less")
+        assert result.t_lower == pytest.approx(greater.statistic, rel=1e-12)
+        assert result.t_upper == pytest.approx(less.statistic, rel=1e-12)
+        assert result.p_lower == pytest.approx(greater.pvalue, rel=1e-9, abs=1e-300)
+        assert result.p_upper == pytest.approx(less.pvalue, rel=1e-9, abs=1e-300)
+        low, high = scipy.stats.t.interval(0.9, n - 1, loc=d.mean(), scale=scipy.stats.sem(d))
+        assert (result.ci_low, result.ci_high) == pytest.approx((low, high), rel=1e-9)
+
+
+def test_tost_declares_equivalence_only_for_equivalent_samples():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.1, 0.3, 30)  # e.g. DEC-AUC of 30 seeds
+    close = a + rng.normal(0, 0.005, 30)
+    same = stats.tost_paired(a, close, 0.02)
+    assert same.equivalent and same.p_value < 1e-6
+    shifted = stats.tost_paired(a, a + 0.05 + rng.normal(0, 0.005, 30), 0.02)
+    assert not shifted.equivalent and shifted.p_value > 0.5
+    assert shifted.ci_high < -0.02  # clearly outside the margin
+    # symmetric in the sign of the difference; a stricter alpha widens the interval
+    flipped = stats.tost_paired(close, a, 0.02)
+    assert flipped.p_value == pytest.approx(same.p_value)
+    assert flipped.mean_difference == pytest.approx(-same.mean_difference)
+    strict = stats.tost_paired(a, close, 0.02, alpha=0.005)
+    assert strict.ci_low < same.ci_low and strict.ci_high > same.ci_high
+
+
+def test_tost_with_constant_differences():
+    # exactly representable differences, so the sample standard deviation is exactly 0
+    inside = stats.tost_paired([1.0, 2.0, 3.0], [0.75, 1.75, 2.75], 0.3)
+    assert inside.equivalent and inside.p_value == 0.0
+    assert inside.ci_low == inside.ci_high == 0.25
+    outside = stats.tost_paired([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], 0.3)
+    assert not outside.equivalent and outside.p_value == 1.0
+
+
+@pytest.mark.parametrize(
+    "a, b, kwargs, match",
+    [
+        ([1.0], [1.0], {}, r"a must have shape \(n,\) with n ≥ 2"),
+        ([1.0, 2.0], [1.0, 2.0, 3.0], {}, "b must have the shape of a"),
+        ([1.0, np.inf], [1.0, 2.0], {}, "a must be finite"),
+        ([1.0, 2.0], [np.nan, 2.0], {}, "b must be finite"),
+        ([1.0, 2.0], [1.0, 2.0], {"margin": 0.0}, "margin must be > 0 and finite; got 0.0"),
+        ([1.0, 2.0], [1.0, 2.0], {"margin": np.inf}, "margin must be > 0 and finite"),
+        ([1.0, 2.0], [1.0, 2.0], {"alpha": 0.5}, r"alpha must lie in \(0, 0.5\); got 0.5"),
+    ],
+)
+def test_tost_rejects_bad_input(a, b, kwargs, match):
+    kwargs = {"margin": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        stats.tost_paired(a, b, **kwargs)

@@ -20,8 +20,6 @@ and pass through plain ``jax.vmap``. Weights start uniform in ±1/√fan-in (the
 
 from __future__ import annotations
 
-import functools
-import math
 
 import equinox as eqx
 import jax
@@ -31,32 +29,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from stemjax._validation import check_int_at_least
 from stemjax.models.gp import GPData, GPParams, init_params
 from stemjax.models.kernels import float_dtype
+from stemjax.models.layers import maxpool2, patches3x3, uniform_layers
 
 _ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _uniform_layers(key, shapes_and_fans, dtype):
-    """Arrays of the given shapes, uniform in ±1/√fan-in, from one random draw."""
-    sizes = [math.prod(shape) for shape, _ in shapes_and_fans]
-    u = jax.random.uniform(key, (sum(sizes),), dtype, -1.0, 1.0)
-    out, start = [], 0
-    for (shape, fan_in), size in zip(shapes_and_fans, sizes):
-        out.append(u[start : start + size].reshape(shape) / math.sqrt(fan_in))
-        start += size
-    return out
-
-
-def _patches3x3(x: Float[Array, "n h w c"]) -> Float[Array, "n h w 9c"]:
-    """The 3 × 3 neighbourhoods of every pixel ('same' zero padding), stacked on the last axis."""
-    h, w = x.shape[1], x.shape[2]
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return jnp.concatenate([xp[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], -1)
-
-
-def _maxpool2(x: Float[Array, "n h w c"]) -> Float[Array, "n h/2 w/2 c"]:
-    n, h, w, c = x.shape
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class ConvFeatures(eqx.Module):
@@ -107,7 +82,7 @@ class ConvFeatures(eqx.Module):
             ((flat, q), flat), ((q,), flat),
         )  # fmt: skip
         (self.conv1_w, self.conv1_b, self.conv2_w, self.conv2_b, self.out_w, self.out_b) = (
-            _uniform_layers(key, layers, dtype)
+            uniform_layers(key, layers, dtype)
         )
         self.patch_shape = (h, w)
         self.in_channels = c0
@@ -122,8 +97,8 @@ class ConvFeatures(eqx.Module):
                 f"{'' if self.in_channels == 1 else f', {self.in_channels}'}); got {x.shape}"
             )
         x = x.astype(self.conv1_w.dtype)
-        h = _maxpool2(jax.nn.relu(_patches3x3(x) @ self.conv1_w + self.conv1_b))
-        h = _maxpool2(jax.nn.relu(_patches3x3(h) @ self.conv2_w + self.conv2_b))
+        h = maxpool2(jax.nn.relu(patches3x3(x) @ self.conv1_w + self.conv1_b))
+        h = maxpool2(jax.nn.relu(patches3x3(h) @ self.conv2_w + self.conv2_b))
         return h.reshape(h.shape[0], -1) @ self.out_w + self.out_b
 
 
@@ -164,7 +139,7 @@ class MLPFeatures(eqx.Module):
         layers = tuple(
             item for a, b in zip(sizes, sizes[1:]) for item in (((a, b), a), ((b,), a))
         )
-        arrays = _uniform_layers(key, layers, dtype)
+        arrays = uniform_layers(key, layers, dtype)
         self.weights = tuple(arrays[0::2])
         self.biases = tuple(arrays[1::2])
         self.activation = activation
