@@ -85,6 +85,18 @@ def bootstrap_mean_ci(
     return flat.mean(axis=0).reshape(shape), low.reshape(shape), high.reshape(shape)
 
 
+def _paired(a, b, minimum: int) -> tuple[np.ndarray, np.ndarray]:
+    """Finite (n,) arrays a and b of equal length n ≥ ``minimum`` (paired values)."""
+    a = _finite_array("a", a)
+    b = _finite_array("b", b)
+    if a.ndim != 1 or a.shape[0] < minimum:
+        raise ValueError(f"a must have shape (n,) with n ≥ {minimum} paired values; got {a.shape}")
+    if b.shape != a.shape:
+        raise ValueError(f"b must have the shape of a, {a.shape} (one value per pair); got "
+                         f"{b.shape}")  # fmt: skip
+    return a, b
+
+
 class WilcoxonResult(NamedTuple):
     """Result of :func:`paired_wilcoxon`.
 
@@ -139,13 +151,7 @@ def paired_wilcoxon(a, b) -> WilcoxonResult:
     Returns:
         :class:`WilcoxonResult`.
     """
-    a = _finite_array("a", a)
-    b = _finite_array("b", b)
-    if a.ndim != 1 or a.shape[0] < 1:
-        raise ValueError(f"a must have shape (C,) with C ≥ 1; got {a.shape}")
-    if b.shape != a.shape:
-        raise ValueError(f"b must have the shape of a, {a.shape} (one value per paired "
-                         f"campaign); got {b.shape}")  # fmt: skip
+    a, b = _paired(a, b, 1)
     difference = a - b
     median = float(np.median(difference))
     d = difference[difference != 0]
@@ -381,13 +387,7 @@ def tost_paired(a, b, margin: float, *, alpha: float = 0.05) -> TOSTResult:
     Returns:
         :class:`TOSTResult`.
     """
-    a = _finite_array("a", a)
-    b = _finite_array("b", b)
-    if a.ndim != 1 or a.shape[0] < 2:
-        raise ValueError(f"a must have shape (n,) with n ≥ 2 paired values; got {a.shape}")
-    if b.shape != a.shape:
-        raise ValueError(f"b must have the shape of a, {a.shape} (one value per pair); got "
-                         f"{b.shape}")  # fmt: skip
+    a, b = _paired(a, b, 2)
     margin = float(margin)
     if not (np.isfinite(margin) and margin > 0):
         raise ValueError(f"margin must be > 0 and finite; got {margin!r}")

@@ -154,8 +154,8 @@ def test_wilcoxon_is_symmetric_in_its_arguments():
     "a, b, match",
     [
         ([1.0, 2.0], [1.0, 2.0, 3.0], "b must have the shape of a"),
-        ([[1.0, 2.0]], [[1.0, 2.0]], r"a must have shape \(C,\)"),
-        ([], [], r"a must have shape \(C,\) with C ≥ 1"),
+        ([[1.0, 2.0]], [[1.0, 2.0]], r"a must have shape \(n,\)"),
+        ([], [], r"a must have shape \(n,\) with n ≥ 1"),
         ([1.0, np.inf], [1.0, 2.0], "a must be finite"),
     ],
 )
