@@ -49,9 +49,42 @@ def _has_data(world: str) -> bool:
         return False
 
 
+def _stemgym(args: argparse.Namespace) -> int:
+    """``stemjax sweep --preset stemgym[-quick]``: the STEMGym agent grid over all worlds."""
+    from stemjax.worlds.stemgym.benchmark import PRESETS, run_benchmark
+
+    unused = [f"--{name.replace('_', '-')}" for name in
+              ("world", "surrogate", "n_seeds", "refit_steps", "fit_steps",
+               "principal_components", "time_budget_s")
+              if getattr(args, name) is not None]  # fmt: skip
+    unused += [flag for flag, name in (("--paper-seeds", "paper_seeds"),
+                                       ("--no-feature-space", "no_feature_space"))
+               if getattr(args, name)]  # fmt: skip
+    if unused:
+        raise ValueError(f"{', '.join(unused)} do not apply to preset {args.preset!r}; it "
+                         "takes --out, --campaigns (episodes per agent and world), --steps, "
+                         "--chunk (worlds per chunk), --seed and --policies (agents)")  # fmt: skip
+    names = {"campaigns": "episodes", "steps": "steps", "chunk": "worlds_per_chunk",
+             "seed": "seed"}  # fmt: skip
+    overrides = {new: getattr(args, old) for old, new in names.items()
+                 if getattr(args, old) is not None}  # fmt: skip
+    if args.policies is not None:
+        overrides["agents"] = tuple(args.policies)
+    config = dataclasses.replace(PRESETS[args.preset], **overrides)
+    out = args.out or f"sweep_{args.preset}"
+    started = time.perf_counter()
+    summary = run_benchmark(config, out, progress=not args.no_progress)
+    print(summary["verdict"]["text"])
+    print(f"\nwrote {out}/results.json, results.md, episodes.npz and figures/ "
+          f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from stemjax.campaign import preset, real_world_and_labels, sweep, write_report
 
+    if args.preset.startswith("stemgym"):
+        return _stemgym(args)
     config = preset(args.preset)
     overrides = {
         name: getattr(args, name)
@@ -102,14 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
 
     from stemjax.campaign import LIBRARY_POLICY_NAMES, POLICY_NAMES, PRESETS, WORLDS
+    from stemjax.worlds.stemgym.benchmark import PRESETS as STEMGYM_PRESETS
 
     sw = commands.add_parser(
         "sweep", help="run many autonomous campaigns per policy and summarise them",
         description="Run campaigns x policies on a structure-property world or on random "
         "particle libraries (--preset library-3d), in resumable chunks; write results.nc, "
-        "summary.md and figures. Options override the preset.",
+        "summary.md and figures. --preset stemgym runs the STEMGym dose-budget benchmark "
+        "(agents x worlds x tasks x episodes; results.json, results.md, figures). Options "
+        "override the preset.",
     )  # fmt: skip
-    sw.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="(default quick)")
+    sw.add_argument("--preset", default="quick", choices=sorted(PRESETS) + sorted(STEMGYM_PRESETS),
+                    help="(default quick)")  # fmt: skip
     sw.add_argument("--out", default=None, help="output folder (default sweep_<preset>)")
     sw.add_argument("--world", choices=WORLDS, default=None)
     sw.add_argument("--policies", nargs="+", metavar="POLICY", default=None,

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from stemjax.cli import main
 
@@ -26,3 +27,18 @@ def test_demo_writes_images_and_a_consistent_summary(tmp_path, capsys):
     assert before.shape == after.shape == (64, 64)
     assert summary["destroyed_by_first_frame"]["S_atoms"] > 0  # 200 keV sputters S
     assert summary["destroyed_by_first_frame"]["Mo_atoms"] == 0  # below Mo's threshold
+
+
+def test_sweep_stemgym_preset_runs_the_agent_grid(tmp_path, capsys):
+    out = tmp_path / "stemgym"
+    code = main(["sweep", "--preset", "stemgym-quick", "--out", str(out), "--campaigns", "3",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "analyst-over-navigator finding" in printed and "results.md" in printed
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["config"]["episodes"] == 3 and len(summary["agents"]) == 3
+    assert {r["task"] for r in summary["table"]} == {"census", "phase", "search", "particles"}
+    assert (out / "figures" / "dec_curves.png").exists()
+    with pytest.raises(ValueError, match="--surrogate"):
+        main(["sweep", "--preset", "stemgym-quick", "--out", str(out), "--surrogate", "gp"])
