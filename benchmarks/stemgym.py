@@ -5,13 +5,14 @@ the paper's 6 agents (random, raster and GP-UCB with the peak finder, "none"; ra
 and the five-mode planner with the CNN) × 15 worlds (5 materials × 3 difficulties, default
 size: 8 × 8 tiles of 32 px) × 4 tasks × 30 episodes, each episode one step per tile at the
 dwell that spends the budget in one raster, the report scored every 8 steps. ``--agents``
-changes the grid (e.g. add ``random+cnn`` for the full {random, raster, GP-UCB} × {none, CNN}). Chunks go to ``--work`` as they finish, so an
-interrupted run resumes where it stopped. Reported: mean DEC-AUC with bootstrap 95 %
-intervals per agent, world and task; Wilcoxon (Bonferroni) and TOST tests of each navigator
-against raster under the same analyst; the verdict on the paper's analyst-over-navigator
-finding with the ratio raster + CNN / raster + none; the time of the grid on this machine and
-episodes per second at several batch sizes. The same runs as ``stemjax sweep --preset
-stemgym --out DIR``.
+changes the grid (add ``random+cnn`` for the full {random, raster, GP-UCB} × {none, CNN}).
+Chunks go to ``--work`` as they finish, so an interrupted run resumes where it stopped (with
+the same configuration and analyst weights; delete the folder after retraining the CNN).
+Reported: mean DEC-AUC with bootstrap 95 % intervals per agent, world and task; Wilcoxon
+(Bonferroni) and TOST tests of each navigator against raster under the same analyst; the
+verdict on the paper's analyst-over-navigator finding with the ratio raster + CNN / raster +
+none; the time of the grid on this machine and episodes per second at several batch sizes.
+The same runs as ``stemjax sweep --preset stemgym --out DIR``.
 
 Writes ``benchmarks/results/stemgym.json``, ``stemgym.md`` and ``stemgym/*.png``:
 

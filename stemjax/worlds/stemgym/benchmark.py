@@ -433,17 +433,21 @@ def run_benchmark(config: BenchmarkConfig, out, *, analysts: dict | None = None,
             print(f"stemgym benchmark: {name} on {group[0][1]}-{group[0][2]}{last} "
                   f"({len(group) * config.episodes} episodes) {seconds:.1f} s "
                   f"[{done + 1}/{len(todo)}]", file=sys.stderr, flush=True)  # fmt: skip
-    grid_s = time.perf_counter() - started
     results = gather(out, config)
     throughput = _throughput(config, agents, out)
     summary = summarise(results, config)
-    summary["timing"] = _timing(config, results, throughput, build_s, grid_s)
     summary["per_episode_dec_auc"] = {a: np.round(results["dec_auc"][k], 6).tolist()
                                       for k, a in enumerate(config.agents)}  # fmt: skip
     np.savez(out / "episodes.npz", **{k: v for k, v in results.items()},
              agents=np.asarray(config.agents), tasks=np.asarray(TASKS))  # fmt: skip
     write_figures(out / "figures", results, config)
-    summary["timing"]["total_s"] = time.perf_counter() - started
+    # every invocation on this folder (a resumed benchmark took several)
+    path = out / "runs.json"
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append({"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "new_chunks": len(todo),
+                 "world_build_s": build_s, "seconds": time.perf_counter() - started})  # fmt: skip
+    path.write_text(json.dumps(runs, indent=1))
+    summary["timing"] = _timing(config, results, throughput, runs)
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     (out / "results.md").write_text(write_report(summary))
     return summary
@@ -528,7 +532,8 @@ def _throughput(config: BenchmarkConfig, agents: dict, out: Path) -> list[dict]:
     return rows
 
 
-def _timing(config, results, throughput, build_s, run_s) -> dict:
+def _timing(config, results, throughput, runs) -> dict:
+    working = [r for r in runs if r["new_chunks"]] or runs[-1:]  # runs that computed chunks
     seconds, flags = results["seconds"], results["includes_compile"]
     sizes = [len(c) * config.episodes for c in _chunks(config)]
     agents = []
@@ -543,7 +548,9 @@ def _timing(config, results, throughput, build_s, run_s) -> dict:
         })  # fmt: skip
     n_steps = config.steps or SIZES[config.size].tiles ** 2
     return {
-        "grid_s": float(np.sum(seconds)), "world_build_s": build_s, "this_run_s": run_s,
+        "grid_s": float(np.sum(seconds)),
+        "world_build_s": float(sum(r["world_build_s"] for r in working)),
+        "total_s": float(sum(r["seconds"] for r in working)), "runs": runs,
         "rollouts": int(len(config.agents) * len(world_list(config)) * config.episodes),
         "scored_episodes": int(len(config.agents) * len(world_list(config)) * config.episodes
                                * len(TASKS)),
@@ -783,11 +790,13 @@ def write_report(summary: dict) -> str:
                          f"{len(mine) - len(up) - len(down)} | {where} |")
         lines.append("")
     if timing:
+        n_working = sum(1 for r in timing["runs"] if r["new_chunks"])
         lines += ["## Time", "",
                   f"Grid: {timing['grid_s']:.0f} s for {timing['rollouts']} rollouts "
                   f"({timing['scored_episodes']} agent × world × task × episode scores), "
                   f"{timing['world_build_s']:.0f} s to build the worlds, "
-                  f"{timing.get('total_s', timing['this_run_s']):.0f} s in all on "
+                  f"{timing['total_s']:.0f} s in all"
+                  + (f" over {n_working} resumed runs" if n_working > 1 else "") + " on "
                   f"{timing['machine']['cpus']} CPUs ({timing['machine']['devices'][0]}, "
                   f"jax {timing['machine']['jax']}). Chunk times include one compilation per "
                   "agent.", "", "| agent | seconds | episodes | episodes/s (compiled) | batch |",
@@ -877,8 +886,10 @@ def write_figures(folder, results: dict, config: BenchmarkConfig) -> list[Path]:
     image = ax.imshow(means, cmap="viridis", vmin=0.0, aspect="auto")
     ax.set_xticks(np.arange(len(worlds)), worlds, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(np.arange(len(agents)), agents, fontsize=8)
+    top = max(float(means.max()), 1e-9)
     for (i, j), v in np.ndenumerate(means):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w")
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                color="k" if v > 0.6 * top else "w")  # fmt: skip
     fig.colorbar(image, ax=ax, label="DEC-AUC, mean over tasks")
     fig.tight_layout()
     paths.append(folder / "dec_auc_by_world.png")
