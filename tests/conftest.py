@@ -1,5 +1,7 @@
 """Shared fixtures: run a test in float32 (JAX's default) and in float64."""
 
+import gc
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -20,3 +22,13 @@ def x64():
     """Run the test with 64-bit floats (finite-difference gradient checks)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. Every XLA CPU executable holds
+    memory mappings; a whole-suite process would otherwise run into the kernel's limit on
+    them (vm.max_map_count, 65530) and abort inside a compilation."""
+    yield
+    jax.clear_caches()
+    gc.collect()
