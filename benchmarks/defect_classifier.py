@@ -85,10 +85,9 @@ def main() -> None:
                                        train, args.steps, args.batch)  # fmt: skip
         timings[name] = time.perf_counter() - t0
         raw = predict(ensemble, validation.images, validation.context)
+        raw_test = predict(ensemble, splits["test"].images, splits["test"].context)
         ensemble = fit_temperature(ensemble, validation)
         scaled_test = predict(ensemble, splits["test"].images, splits["test"].context)
-        raw_test = predict(ensemble.__class__(ensemble.members, 0 * ensemble.log_temperature),
-                           splits["test"].images, splits["test"].context)  # fmt: skip
         calibration[name] = {
             "temperature": float(np.exp(ensemble.log_temperature)),
             "ece_validation_before": float(expected_calibration_error(raw.probs, validation.labels)),

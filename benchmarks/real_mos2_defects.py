@@ -130,11 +130,16 @@ def implied_dose(image: np.ndarray, sites, metal_counts_per_dose: float) -> floa
     return float(counts / (metal_counts_per_dose * scale))
 
 
-def analyse(ensemble, image: np.ndarray, dose: float) -> dict:
+def site_patches(image: np.ndarray):
+    """The image's sites, its scan distortion and the undistorted patch around each site."""
     sites = find_mx2_sites(image, MOS2_A)
     distortion = scan_distortion(sites.lattice_px, sites.pixel_size_A, MOS2_A)
     patches = extract_patches(image, sites.positions_px, sites.pixel_size_A, PATCH_SIZE,
                               PATCH_SAMPLING_A, distortion=distortion)  # fmt: skip
+    return sites, distortion, patches
+
+
+def analyse(ensemble, sites, distortion, patches, dose: float) -> dict:
     post = predict(ensemble, patches, contexts(len(patches), dose))
     probs, members = np.asarray(post.probs), np.asarray(post.member_probs)
     predicted = probs.argmax(1)
@@ -198,12 +203,15 @@ def main() -> None:
     results, sensitivity = {}, {}
     for stem, label in IMAGES.items():
         image = np.load(args.data / f"{stem}.npy", allow_pickle=False)
-        result = analyse(ensemble, image, DOSE)
+        sites, distortion, patches = site_patches(image)
+        result = analyse(ensemble, sites, distortion, patches, DOSE)
         results[stem] = {"metadata": label, **result["summary"],
                          "implied_dose_e_per_A2": implied_dose(image, result["sites"],
                                                                metal_per_dose)}  # fmt: skip
-        sensitivity[stem] = {f"{dose:.0e}": analyse(ensemble, image, dose)["summary"]["V_fraction"]
-                             ["expected"] for dose in (2e4, 2e5)}  # fmt: skip
+        sensitivity[stem] = {
+            f"{dose:.0e}": analyse(ensemble, sites, distortion, patches, dose)["summary"]
+            ["V_fraction"]["expected"] for dose in (2e4, 2e5)
+        }  # fmt: skip
         if stem == "MoS2_stem_Exp-000-2":
             overlay(image, result, f"{stem} ({label}): predicted classes; ring width ∝ p")
     doped = results["MoS2_stem_Exp-000-2"]["V_fraction"]

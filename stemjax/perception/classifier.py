@@ -41,6 +41,8 @@ from stemjax._validation import check_int_at_least, check_positive
 from stemjax.perception.patches import (
     CLASSES,
     CONTEXT_FEATURES,
+    DOPANTS,
+    HOSTS,
     IMAGING_CONTEXTS,
     PATCH_SIZE,
     PatchBatch,
@@ -58,8 +60,6 @@ N_CONTEXT = len(CONTEXT_FEATURES)
 
 def context_range(domain: PatchDomain) -> np.ndarray:
     """(8, 2) low and high of each context feature over ``domain``'s cases and doses."""
-    from stemjax.perception.patches import DOPANTS, HOSTS
-
     cases = domain.cases()
     host = np.array([HOSTS.index(c[0]) for c in cases])
     dopant = np.array([DOPANTS.index(c[1]) for c in cases])

@@ -28,7 +28,7 @@ def evaluate(posterior: ClassPosterior, batch: PatchBatch, n_bins: int = 15) -> 
         )
         rows = {name: i for i, name in enumerate(names) if np.any(groups == i)}
         out[grouping] = {name: _row(report, i) for name, i in rows.items()}
-        out["overall"] = _row(report, len(names))
+        out.setdefault("overall", _row(report, len(names)))  # the same row in every grouping
     return out
 
 

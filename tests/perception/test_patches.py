@@ -11,7 +11,6 @@ from stemjax.perception import (
     CLASSES,
     DOPANTS,
     HOSTS,
-    IMAGING_CONTEXTS,
     PATCH_SAMPLING_A,
     PATCH_SIZE,
     PatchDomain,
@@ -156,4 +155,3 @@ def test_sampling_errors():
         sample_cases(jax.random.key(0), SMALL, [("MoS2", "V", "80keV-HAADF", 0)], 1)
     with pytest.raises(ValueError, match="dose"):
         ambiguous_cases(SMALL, -1.0)
-    assert len(IMAGING_CONTEXTS) == 4
