@@ -29,6 +29,7 @@ Writes ``benchmarks/results/surrogates.json`` and ``surrogates.md``. Run with th
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -286,15 +287,15 @@ def main() -> None:
     if args.quick:
         args.datasets, args.campaigns, args.repeats, args.dkl_steps = 256, [1, 4], 1, 5
 
-    import torch
-
+    # torch is imported by the peers only, after JAX's runs: with torch loaded first, jaxlib's
+    # batched LAPACK calls (GPJax's dense prediction) hung on a 2-core CPU.
     device = jax.devices()[0]
     meta = {
         "device": f"{device.platform}: {device.device_kind}",
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
-        "torch": torch.__version__,
+        "torch": importlib.metadata.version("torch"),
         "repeats": args.repeats,
         "timing": f"best of repeats after one warm-up call (compile excluded); for "
                   f"{args.single_run_from} or more DKL campaigns one run, compiled ahead of "

@@ -274,9 +274,10 @@ class ConditionedGP(eqx.Module):
     @eqx.filter_jit
     def predict(self, x: Float[Array, "m *d"], *, observed: bool = False) -> Posterior:
         """Mean and diagonal variance at candidates x (m, *d); ``observed`` adds σ²."""
-        ks = self.cross(x)
+        # padded points: α is 0 there and L⁻¹'s columns are masked, so k(x, X) needs no mask
+        ks = self.params.kernel.from_scaled(self.scaled(x), self.z)
         mean = self.params.mean + ks @ self.alpha
-        v = ks @ self.chol_inv.T  # rows: L⁻¹ k(X, x*)
+        v = ks @ jnp.where(self.mask[:, None], self.chol_inv.T, 0.0)  # rows: L⁻¹ k(X, x*)
         var = jnp.maximum(self.params.kernel.variance - jnp.sum(v * v, axis=-1), 0.0)
         if observed:
             var = var + self.params.noise

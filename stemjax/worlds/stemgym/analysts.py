@@ -66,7 +66,7 @@ from stemjax.physics.specimen import VACANCY
 from stemjax.worlds.stemgym import unet as _unet
 from stemjax.worlds.stemgym.env import EnvState
 from stemjax.worlds.stemgym.tasks import Report
-from stemjax.worlds.stemgym.worlds import _MATERIAL_DEFECTS, MATERIALS, World
+from stemjax.worlds.stemgym.worlds import MATERIALS, SEARCH_TARGETS, World
 
 __all__ = [
     "DATA_DIR",
@@ -86,7 +86,7 @@ __all__ = [
 DATA_DIR = Path(__file__).parent / "data"
 """Folder of the shipped U-Net weights (``unet_analyst.eqx``) and their record (``.json``)."""
 
-_TARGET_TYPES = np.array([_MATERIAL_DEFECTS[m][1] for m in MATERIALS], np.int32)
+_TARGET_TYPES = np.array([SEARCH_TARGETS[m] for m in MATERIALS], np.int32)
 
 
 def target_type(world: World) -> Int[Array, ""]:

@@ -64,6 +64,7 @@ __all__ = [
     "MATERIALS",
     "PIXEL_A",
     "SEMIANGLE_MRAD",
+    "SEARCH_TARGETS",
     "SIZES",
     "GroundTruth",
     "World",
@@ -139,6 +140,10 @@ _MATERIAL_DEFECTS = {
     "GaN": ((("Ga", True, "Fe"),), VACANCY),
     "Nanoparticles": ((("particle", True, "Pd"),), SUBSTITUTION),
 }
+
+SEARCH_TARGETS = {material: target for material, (_, target) in _MATERIAL_DEFECTS.items()}
+"""material → defect type the search task asks for (1 vacancy, 2 substitution); public
+knowledge of the task, like the material itself."""
 
 _DIFFICULTY_PRESETS = {
     # defect_fraction, read_noise, drift_A_per_s, line_jitter_A, threshold_scale, resolve_dose

@@ -24,7 +24,7 @@ from stemjax.worlds.stemgym.analysts import (
     peak_analyst,
     target_type,
 )
-from stemjax.worlds.stemgym.worlds import _MATERIAL_DEFECTS
+from stemjax.worlds.stemgym.worlds import SEARCH_TARGETS
 
 _rollout = eqx.filter_jit(rollout)  # compiled once for all the worlds here (one size)
 
@@ -202,7 +202,7 @@ def test_search_target_comes_from_the_material():
     assert int(target_type(_world("GaN"))) == int(_world("GaN").truth.target_type) == 1
     for i, material in enumerate(stemgym.MATERIALS):
         world = eqx.tree_at(lambda w: w.material, _world("GaN"), jnp.asarray(i, jnp.int32))
-        assert int(target_type(world)) == _MATERIAL_DEFECTS[material][1]
+        assert int(target_type(world)) == SEARCH_TARGETS[material]
 
 
 def test_bad_inputs_raise_value_errors(tmp_path):
