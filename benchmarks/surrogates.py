@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import platform
 import time
@@ -124,6 +125,35 @@ def prediction_benchmark(args) -> tuple[dict, list[dict]]:
         **check,
     }
     return meta, rows
+
+
+def _prediction_child(args, queue) -> None:
+    queue.put(prediction_benchmark(args))
+
+
+def prediction_in_child(args) -> tuple[dict, list[dict]]:
+    """(a) in a fresh process, retried when it stops making progress: XLA's CPU thread pool can
+    wedge on vmapped programs with LAPACK calls: GPJax's predictions stopped at 0 % CPU in about
+    one call of ten on 2 cores, at random (cf. PyAutoLabs/PyAutoFit#1530; stemjax's own
+    prediction never did). The number of attempts is recorded."""
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(1, args.attempts + 1):
+        queue = context.Queue()
+        child = context.Process(target=_prediction_child, args=(args, queue))
+        child.start()
+        begin = time.perf_counter()
+        while queue.empty() and child.is_alive():
+            if time.perf_counter() - begin > args.child_timeout:
+                break
+            time.sleep(1.0)
+        if not queue.empty():  # a child puts its result before it exits
+            meta, rows = queue.get()
+            child.join()
+            return {**meta, "attempts": attempt}, rows
+        child.kill()
+        child.join()
+        print(f"  attempt {attempt}: no result (wedged or killed); starting again", flush=True)
+    raise RuntimeError(f"(a) gave no result in {args.attempts} attempts")
 
 
 # ----------------------------------------------------------------------------- (b) DKL step
@@ -283,12 +313,13 @@ def main() -> None:
                              "ahead of time, from freshly initialised networks")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--skip", choices=["prediction", "dkl"], default=None)
+    parser.add_argument("--attempts", type=int, default=6, help="tries of (a), see above")
+    parser.add_argument("--child-timeout", type=float, default=240.0,
+                        help="seconds after which an attempt of (a) counts as wedged")
     args = parser.parse_args()
     if args.quick:
         args.datasets, args.campaigns, args.repeats, args.dkl_steps = 256, [1, 4], 1, 5
 
-    # torch is imported by the peers only, after JAX's runs: with torch loaded first, jaxlib's
-    # batched LAPACK calls (GPJax's dense prediction) hung on a 2-core CPU.
     device = jax.devices()[0]
     meta = {
         "device": f"{device.platform}: {device.device_kind}",
@@ -307,7 +338,7 @@ def main() -> None:
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     if args.skip != "prediction":
         print("(a) prediction for many GPs", flush=True)
-        p_meta, p_rows = prediction_benchmark(args)
+        p_meta, p_rows = prediction_in_child(args)
         out["prediction"] = {"meta": p_meta, "rows": p_rows}
         lines += ["", "## (a) Prediction, many independent GPs", ""]
         lines += [f"- {k}: {v}" for k, v in p_meta.items()]
