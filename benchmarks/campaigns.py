@@ -211,7 +211,8 @@ def main() -> None:
     for r in rows:
         mem = "–" if r["memory_per_campaign_MB"] is None else f"{r['memory_per_campaign_MB']:.2f}"
         lines.append(
-            f"| {r['library']} | {r['surrogate']} | {r['campaigns']} | {r['chunk']} | {r['steps']} | "
+            f"| {r['library']} | {r['surrogate']} | {r['campaigns']} | {r['chunk']} | "
+            f"{r['steps']} | "
             f"{r['seconds']:.2f} | {r['campaign_steps_per_s']:.1f} | "
             f"{r['speedup_per_campaign_step']:.1f}× | {mem} |"
         )
