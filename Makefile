@@ -16,11 +16,12 @@ demo: $(STAMP)
 	$(BIN)/stemjax sweep --preset quick --out demo_output
 
 # Test modules run in TEST_WORKERS processes (one module stays on one worker, so its
-# module-scoped fixtures are built once).
+# module-scoped fixtures are built once), in collection order (tests/conftest.py puts the
+# longest modules first).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
