@@ -16,12 +16,11 @@ demo: $(STAMP)
 	$(BIN)/stemjax sweep --preset quick --out demo_output
 
 # Test modules run in TEST_WORKERS processes (one module stays on one worker, so its
-# module-scoped fixtures are built once), in collection order (tests/conftest.py puts the
-# longest modules first).
+# module-scoped fixtures are built once).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -7,16 +7,6 @@ import jax.numpy as jnp
 import pytest
 
 
-# Modules of a minute or more are collected first, so that with `make test`'s workers
-# (pytest-xdist, one module per worker, no reordering) they start at once and the workers
-# finish together instead of one waiting on a long module at the end.
-_LONG_MODULES = ("test_docs.py", "test_classifier.py")
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.path.name not in _LONG_MODULES)  # stable
-
-
 @pytest.fixture(params=["float32", "float64"])
 def dtype(request):
     """The float dtype of the test; float64 runs inside ``jax.enable_x64(True)``."""
