@@ -63,7 +63,7 @@ from stemjax.worlds.stemgym.tasks import (
     ground_truth_report,
     task_scores,
 )
-from stemjax.worlds.stemgym.worlds import World
+from stemjax.worlds.stemgym.worlds import World, check_world
 
 __all__ = [
     "MODES",
@@ -540,9 +540,7 @@ def _check_agent_world(agent, world) -> None:
     if not isinstance(agent, Agent):
         raise ValueError(f"agent must be a stemjax.worlds.stemgym.agents.Agent; got "
                          f"{type(agent).__name__}")  # fmt: skip
-    if not isinstance(world, World):
-        raise ValueError(f"world must be a stemjax.worlds.stemgym.World (see make_world); got "
-                         f"{type(world).__name__}")  # fmt: skip
+    check_world(world)
 
 
 def _steps(steps, world: World, every) -> tuple[int, int]:

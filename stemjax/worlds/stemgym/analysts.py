@@ -66,7 +66,7 @@ from stemjax.physics.specimen import VACANCY
 from stemjax.worlds.stemgym import unet as _unet
 from stemjax.worlds.stemgym.env import EnvState
 from stemjax.worlds.stemgym.tasks import Report
-from stemjax.worlds.stemgym.worlds import MATERIALS, SEARCH_TARGETS, World
+from stemjax.worlds.stemgym.worlds import MATERIALS, SEARCH_TARGETS, World, check_world
 
 __all__ = [
     "DATA_DIR",
@@ -100,9 +100,7 @@ def target_type(world: World) -> Int[Array, ""]:
 
 
 def _check(state, world) -> None:
-    if not isinstance(world, World):
-        raise ValueError(f"world must be a stemjax.worlds.stemgym.World (see make_world); got "
-                         f"{type(world).__name__}")  # fmt: skip
+    check_world(world)
     if not isinstance(state, EnvState):
         raise ValueError(f"state must be a stemjax.worlds.stemgym.EnvState (from reset or step); "
                          f"got {type(state).__name__}")  # fmt: skip
@@ -110,9 +108,7 @@ def _check(state, world) -> None:
 
 
 def _check_frames(frames, tile_dose, world) -> None:
-    if not isinstance(world, World):
-        raise ValueError(f"world must be a stemjax.worlds.stemgym.World (see make_world); got "
-                         f"{type(world).__name__}")  # fmt: skip
+    check_world(world)
     t, (p, _) = world.n_tiles, world.tile_shape
     if jnp.shape(frames) != (t, p, p):
         raise ValueError(f"frames must have shape ({t}, {p}, {p}) (T tiles of p × p detected "

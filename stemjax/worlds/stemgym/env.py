@@ -53,7 +53,7 @@ from stemjax.physics.dose import electrons_per_position, site_dose
 from stemjax.physics.scan import ScanDistortion, ScanGrid
 from stemjax.physics.specimen import Specimen
 from stemjax.worlds.stemgym.tasks import ground_truth_report, task_index, task_scores
-from stemjax.worlds.stemgym.worlds import World
+from stemjax.worlds.stemgym.worlds import World, check_world
 
 __all__ = ["Action", "EnvState", "Observation", "StepInfo", "reset", "rollout", "step"]
 
@@ -163,12 +163,6 @@ class StepInfo(eqx.Module):
     score: Float[Array, ""]
 
 
-def _check_world(world) -> None:
-    if not isinstance(world, World):
-        raise ValueError(f"world must be a stemjax.worlds.stemgym.World (see make_world); got "
-                         f"{type(world).__name__}")  # fmt: skip
-
-
 def reset(key: PRNGKeyArray, world: World, task="census") -> tuple[EnvState, Observation]:
     """Start an episode on ``world``.
 
@@ -181,7 +175,7 @@ def reset(key: PRNGKeyArray, world: World, task="census") -> tuple[EnvState, Obs
     Returns:
         The initial state (nothing spent, nothing seen) and observation (a blank frame).
     """
-    _check_world(world)
+    check_world(world)
     return _reset(key, world, jnp.asarray(task_index(task), jnp.int32))
 
 
@@ -221,7 +215,7 @@ def step(
     Returns:
         ``(state, observation, reward, terminated, truncated, info)``.
     """
-    _check_world(world)
+    check_world(world)
     if not isinstance(state, EnvState) or not isinstance(action, Action):
         raise ValueError("state must be an EnvState (from reset) and action an Action; got "
                          f"{type(state).__name__} and {type(action).__name__}")  # fmt: skip
@@ -349,7 +343,7 @@ def rollout(key: PRNGKeyArray, world: World, task, actions: Action):
         ``(final_state, (observations, rewards, terminated, truncated, infos))``, each of the
         latter with a leading axis of S. Steps after the episode ended are no-ops.
     """
-    _check_world(world)
+    check_world(world)
     k_reset, k_steps = jax.random.split(key)
     state, _ = reset(k_reset, world, task)
     keys = jax.random.split(k_steps, jnp.shape(actions.tile)[0])

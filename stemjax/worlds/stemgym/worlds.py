@@ -198,6 +198,13 @@ def _choose(name: str, value, allowed) -> str:
     return value
 
 
+def check_world(world) -> None:
+    """Raises ``ValueError`` unless ``world`` is a :class:`World`."""
+    if not isinstance(world, World):
+        raise ValueError(f"world must be a stemjax.worlds.stemgym.World (see make_world); got "
+                         f"{type(world).__name__}")  # fmt: skip
+
+
 def world_settings(
     material: str = "SrTiO3", difficulty: str = "medium", size: str = "default", **changes
 ) -> WorldSettings:
